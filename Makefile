@@ -1,0 +1,47 @@
+# Two commands do all set-up on a fresh clone: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+INTEROP_DIR := tests/interop/js
+
+.PHONY: run test fuzz lint typecheck browser-deps interop-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## make run: create the venv, install, serve http://127.0.0.1:8002 with the embedded relay
+run: $(STAMP)
+	$(PY) server.py
+
+## make test: create the venv, install test tools (Chromium, the JS reference), lint, run the whole suite
+test: $(STAMP) browser-deps interop-deps lint
+	$(PY) -m pytest -m "not fuzz" -q; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; \
+	exit $$status
+
+## make fuzz: the long fuzzing group (>= 10 000 cases per target)
+fuzz: $(STAMP)
+	IGLOO_FUZZ_EXAMPLES=10000 $(PY) -m pytest -m fuzz -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy node config store handlers server.py
+
+# Debian's chromium for the browser tests; installed only when missing (needs root, as in CI).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "chromium is missing: install Debian's 'chromium' package (browser tests will skip)"; fi; }
+
+# The JS reference (@frostr/bifrost 1.0.7, nostr-tools) for the interoperability tests, from npm.
+interop-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+	  [ -d $(INTEROP_DIR)/node_modules/@frostr/bifrost ] || npm install --prefix $(INTEROP_DIR) --no-audit --no-fund --silent; \
+	else echo "npm is missing: interop tests will skip"; fi
+
+clean:
+	rm -rf $(VENV) $(INTEROP_DIR)/node_modules
