@@ -7,6 +7,8 @@ constant-time libsecp256k1 call; only public values are handled with plain int m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from coincurve import PrivateKey, PublicKey, PublicKeyXOnly
 
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -30,13 +32,39 @@ def _scalar(k: int) -> bytes:
     return bytes32(k)
 
 
+# Parsing a compressed point costs a field square root; group commits and session nonces are
+# parsed again and again, so parsed public points are kept (bounded; public values only).
+_PARSED: dict[bytes, PublicKey] = {}
+_PARSED_MAX = 4096
+
+
+def _remember(point: bytes, key: PublicKey) -> None:
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[point] = key
+
+
+def _parse(point: bytes) -> PublicKey:
+    key = _PARSED.get(point)
+    if key is None:
+        if len(point) != 33 or point[0] not in (2, 3):
+            raise ValueError("point is not a 33-byte compressed secp256k1 point")
+        key = PublicKey(point)
+        _remember(point, key)
+    return key
+
+
+def _emit(key: PublicKey) -> bytes:
+    point = key.format()
+    _remember(point, key)
+    return point
+
+
 def is_valid_point(point: bytes) -> bool:
     """True when ``point`` is a 33-byte compressed point on the curve."""
-    if len(point) != 33 or point[0] not in (2, 3):
-        return False
     try:
-        PublicKey(point)
-    except ValueError:
+        _parse(bytes(point))
+    except (ValueError, TypeError):
         return False
     return True
 
@@ -55,14 +83,14 @@ def base_mul(k: int) -> bytes:
 
 def point_mul(point: bytes, k: int) -> bytes:
     """``k·P`` as a compressed point (constant time in ``k``)."""
-    return PublicKey(point).multiply(_scalar(k)).format()
+    return _emit(_parse(point).multiply(_scalar(k)))
 
 
 def point_add(*points: bytes) -> bytes:
     """The sum of the points; raises ``ValueError`` when it is the point at infinity."""
     if len(points) == 1:
-        return points[0]
-    return PublicKey.combine_keys([PublicKey(p) for p in points]).format()
+        return _parse(points[0]).format()
+    return _emit(PublicKey.combine_keys([_parse(p) for p in points]))
 
 
 def point_add_base(point: bytes, t: int) -> bytes:
@@ -70,11 +98,31 @@ def point_add_base(point: bytes, t: int) -> bytes:
     t %= N
     if t == 0:
         return point
-    return PublicKey(point).add(bytes32(t)).format()
+    return _emit(_parse(point).add(bytes32(t)))
+
+
+def tweak_points(points: Sequence[bytes], t: int) -> list[bytes]:
+    """``[P + t·G for P in points]`` computing ``t·G`` only once; ``t`` may be zero."""
+    t %= N
+    if t == 0:
+        return [_parse(p).format() for p in points]
+    tg = PrivateKey(bytes32(t)).public_key
+    return [_emit(PublicKey.combine_keys([_parse(p), tg])) for p in points]
+
+
+def lin_comb(terms: Sequence[tuple[bytes, int]]) -> bytes:
+    """``Σ k·P`` over ``(P, k)`` pairs (``k == 1`` skips the multiplication); raises at infinity."""
+    keys: list[PublicKey] = []
+    for point, k in terms:
+        key = _parse(point)
+        keys.append(key if k % N == 1 else key.multiply(_scalar(k)))
+    if len(keys) == 1:
+        return _emit(keys[0])
+    return _emit(PublicKey.combine_keys(keys))
 
 
 def negate(point: bytes) -> bytes:
-    """``−P``: flip the parity byte."""
+    """``-P``: flip the parity byte."""
     return bytes([point[0] ^ 1]) + point[1:]
 
 
@@ -109,7 +157,7 @@ def pubkey_of(seckey: bytes) -> bytes:
 
 def ecdh_point(seckey: bytes, pubkey: bytes) -> bytes:
     """``seckey · P`` as a compressed point, ``P`` given compressed or x-only (even y)."""
-    return PublicKey(as_point(pubkey)).multiply(seckey).format()
+    return _parse(as_point(pubkey)).multiply(seckey).format()
 
 
 def ecdh_x(seckey: bytes, pubkey: bytes) -> bytes:
@@ -123,8 +171,8 @@ def schnorr_sign(seckey: bytes, msg32: bytes, aux32: bytes) -> bytes:
 
 
 def schnorr_verify(xonly_pub: bytes, msg32: bytes, sig64: bytes) -> bool:
-    """BIP-340 verification; malformed keys or signatures verify as False."""
-    if len(xonly_pub) != 32 or len(sig64) != 64 or len(msg32) != 32:
+    """BIP-340 verification (any message length); malformed keys or signatures verify as False."""
+    if len(xonly_pub) != 32 or len(sig64) != 64:
         return False
     try:
         return bool(PublicKeyXOnly(xonly_pub).verify(sig64, msg32))
