@@ -106,5 +106,6 @@ def verify_event(event: Event) -> None:
     expected = compute_event_id(event.pubkey, event.created_at, event.kind, event.tags, event.content)
     if expected != event.id:
         raise ValueError("event id does not match its contents")
-    if not curve.schnorr_verify(bytes.fromhex(event.pubkey), bytes.fromhex(event.id), bytes.fromhex(event.sig)):
+    pubkey, event_id, sig = bytes.fromhex(event.pubkey), bytes.fromhex(event.id), bytes.fromhex(event.sig)
+    if not curve.schnorr_verify(pubkey, event_id, sig):
         raise ValueError("event signature is invalid")
