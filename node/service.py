@@ -1,0 +1,589 @@
+"""NodeService: one FROSTR signer on a relay pool — lifecycle, requester API, responders.
+
+The protocol steps live in :mod:`node.protocol`; this module only moves messages, keeps time,
+applies policies and reports what happens through the ``emit(type, message, data)`` callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from node import protocol
+from node.crypto import curve
+from node.crypto.credentials import GroupPackage, SharePackage
+from node.crypto.ecdh import EcdhPackage, combine_ecdh_pkgs, create_ecdh_pkg
+from node.crypto.session import combine_session, create_session, sign_session
+from node.events import Emit, error_json, safe_data
+from node.nostr.event import Event
+from node.peers import PeerTable
+from node.policy import ApprovalQueue, PeerPolicy, PolicyBook, PolicyStore, SignBudget
+from node.protocol import Inbound, Rejection, SignatureEntry
+
+
+class NodeError(Exception):
+    """A request failed; subclasses map to HTTP status codes in the API."""
+
+    status = 500
+
+
+class NodeUnavailable(NodeError):
+    """The node cannot serve the request (not running, not enough peers)."""
+
+    status = 503
+
+
+class NodeTimeout(NodeError):
+    """Peers did not answer within the request's deadline."""
+
+    status = 504
+
+
+class PeerResponseError(NodeError):
+    """Peers answered, but wrongly."""
+
+    status = 502
+
+
+class Pool(Protocol):
+    """The relay pool surface the node uses (``node.transport.pool.RelayPool``)."""
+
+    def start(self) -> None: ...
+    async def wait_connected(self, timeout: float) -> bool: ...
+    def subscribe(self, sub_id: str, filters: list[dict[str, Any]]) -> None: ...
+    async def publish(self, event: Event, timeout: float = 5.0) -> list[str]: ...
+    def status(self) -> list[dict[str, Any]]: ...
+    async def close(self) -> None: ...
+
+
+PoolFactory = Callable[..., Pool]
+
+
+@dataclass
+class _Pending:
+    """An outgoing request waiting for answers with its message id."""
+
+    expected: set[str]
+    answers: dict[str, Inbound] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """Tunables passed in by the composition root (the node never reads the environment)."""
+
+    sign_timeout: float = 5.0
+    ping_interval: float = 30.0
+    sign_budget: int = 20
+    sign_budget_window: float = 3600.0
+    approval_mode: bool = False
+    stamp_window: int = protocol.STAMP_WINDOW
+    since_skew: int = 10
+    ecdh_cache_size: int = 256
+    label: str = ""
+
+
+SUB_ID = "igloo-node"
+
+
+class NodeService:
+    """A bifrost v1 node holding one share of a group."""
+
+    def __init__(
+        self,
+        group: GroupPackage,
+        share: SharePackage,
+        relays: list[str],
+        *,
+        emit: Emit,
+        pool_factory: PoolFactory,
+        options: NodeOptions | None = None,
+        policy_store: PolicyStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.group = group
+        self._share = share
+        self.relays = list(relays)
+        self.options = options or NodeOptions()
+        self._emit_raw = emit
+        self._pool_factory = pool_factory
+        self._clock = clock
+        self.pubkey = share.pubkey_xonly()
+        self.group_pubkey = curve.xonly(group.group_pk).hex()
+        self.peers = [pk for pk in group.member_pubkeys() if pk != self.pubkey]
+        self.peer_table = PeerTable(
+            self.peers, offline_after=2 * self.options.ping_interval + self.options.sign_timeout, clock=clock
+        )
+        self.policies = PolicyBook(self.peers, policy_store)
+        self.budget = SignBudget(self.options.sign_budget, self.options.sign_budget_window)
+        self.approvals = ApprovalQueue(clock)
+        self._pool: Pool | None = None
+        self._pending: dict[str, _Pending] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ping_task: asyncio.Task[None] | None = None
+        self._ecdh_cache: OrderedDict[str, bytes] = OrderedDict()
+        self.started_at: float | None = None
+        self.ready = False
+        self.active = False
+
+    # ----------------------------------------------------------------- events
+    def emit(self, type_: str, message: str, data: Any = None) -> None:
+        """Emit one event with JSON-safe, secret-free data (never raises)."""
+        with contextlib.suppress(Exception):
+            self._emit_raw(type_, message, safe_data(data))
+
+    def _emit_peer(self, kind: str, pubkey: str, success: bool) -> None:
+        status = self.peer_table.status_json(pubkey)
+        self.emit(kind, "", {"pubkey": pubkey, "status": status, "success": success})
+
+    # -------------------------------------------------------------- lifecycle
+    @property
+    def threshold(self) -> int:
+        """Signatures needed (group threshold)."""
+        return self.group.threshold
+
+    async def start(self) -> None:
+        """Connect to the relays, subscribe, start the periodic ping."""
+        if self.active:
+            return
+        self.started_at = self._clock()
+        self._pool = self._pool_factory(
+            self.relays, on_event=self._on_event, on_state=self._on_state, on_eose=self._on_eose
+        )
+        since = int(self.started_at) - self.options.since_skew
+        self._pool.subscribe(SUB_ID, [protocol.subscription_filter(self.pubkey, self.peers, since)])
+        self._pool.start()
+        self.active = True
+        self.emit("info", "Node starting", {"pubkey": self.pubkey, "relays": self.relays})
+        self._ping_task = asyncio.ensure_future(self._ping_loop())
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until at least one relay is connected."""
+        if self._pool is None:
+            return False
+        return await self._pool.wait_connected(timeout)
+
+    async def stop(self) -> None:
+        """Stop pinging, deny pending approvals, fail pending requests, close the relays."""
+        if not self.active:
+            return
+        self.active = False
+        self.ready = False
+        if self._ping_task is not None:
+            self._ping_task.cancel()
+        self.approvals.cancel_all()
+        for pending in self._pending.values():
+            pending.done.set()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._pool is not None:
+            await self._pool.close()
+        self.emit("info", "Node stopped", {"pubkey": self.pubkey})
+
+    def relay_status(self) -> list[dict[str, Any]]:
+        """The pool's per-relay status."""
+        return self._pool.status() if self._pool is not None else []
+
+    def _on_state(self, url: str, state: str) -> None:
+        if state == "connected":
+            self.emit("bifrost", f"Relay connected: {url}", {"url": url})
+        elif state in ("disconnected", "error", "closed"):
+            self.emit("warn", f"Relay disconnected: {url}", {"url": url, "state": state})
+
+    def _on_eose(self, url: str, sub_id: str) -> None:
+        if sub_id == SUB_ID and not self.ready:
+            self.ready = True
+            self.emit("ready", "Node is ready", {"pubkey": self.pubkey, "relay": url})
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.emit("error", "Node error", error_json(task.exception()))  # type: ignore[arg-type]
+
+    async def _ping_loop(self) -> None:
+        while self.active:
+            await asyncio.sleep(self.options.ping_interval)
+            if self.active:
+                await self.ping_all()
+
+    # ---------------------------------------------------------------- inbound
+    def _on_event(self, event: Event, url: str) -> None:
+        try:
+            inbound = protocol.open_event(self._share.seckey, self.pubkey, event)
+        except ValueError as exc:
+            self.emit("bifrost", f"Message bounced: {exc}", {"event": event.id, "relay": url})
+            return
+        if inbound.sender == self.pubkey:
+            self._on_own_message(inbound)
+            return
+        if inbound.sender not in self.peer_table:
+            self.emit("bifrost", "Message bounced: sender is not a group member",
+                      {"from": inbound.sender, "tag": inbound.tag})
+            return
+        if inbound.tag in protocol.RESPONSE_TAGS:
+            pending = self._pending.get(inbound.id)
+            if pending is not None and inbound.sender in pending.expected:
+                pending.answers.setdefault(inbound.sender, inbound)
+                if pending.expected <= pending.answers.keys():
+                    pending.done.set()
+            return
+        handler = {
+            protocol.PING_REQ: self._on_ping,
+            protocol.ECHO_REQ: self._on_echo,
+            protocol.SIGN_REQ: self._on_sign,
+            protocol.ECDH_REQ: self._on_ecdh,
+        }.get(inbound.tag)
+        if handler is None:
+            self.emit("bifrost", f"Message received: {inbound.tag}", {"from": inbound.sender})
+            return
+        self._spawn(handler(inbound))
+
+    def _on_own_message(self, inbound: Inbound) -> None:
+        pending = self._pending.get(inbound.id)
+        if pending is not None and self.pubkey in pending.expected:
+            pending.answers.setdefault(self.pubkey, inbound)
+            pending.done.set()
+        elif inbound.tag == protocol.ECHO_REQ:
+            self.emit("bifrost", "Echo received from another device with this share", {"id": inbound.id})
+
+    async def _reply(self, inbound: Inbound, tag: str, data: str) -> bool:
+        if self._pool is None:
+            return False
+        event = protocol.seal(self._share.seckey, inbound.sender, tag, inbound.id, data, int(self._clock()))
+        accepted = await self._pool.publish(event, timeout=self.options.sign_timeout)
+        return bool(accepted)
+
+    def _seen(self, pubkey: str, latency_ms: float | None = None) -> None:
+        became_online = self.peer_table.mark_seen(pubkey, latency_ms)
+        if became_online or latency_ms is not None:
+            self._emit_peer("peer-status-internal", pubkey, True)
+
+    async def _on_ping(self, inbound: Inbound) -> None:
+        self._seen(inbound.sender)
+        self.emit("bifrost", "Ping request", {"from": inbound.sender, "id": inbound.id})
+        await self._reply(inbound, protocol.PING_RES, protocol.policy_json(self.policies.get(inbound.sender)))
+
+    async def _on_echo(self, inbound: Inbound) -> None:
+        self._seen(inbound.sender)
+        ok = await self._reply(
+            inbound, protocol.ECHO_RES, protocol.policy_json(self.policies.get(inbound.sender))
+        )
+        if ok:
+            self.emit("bifrost", "Echo response published", {"requesterPubkey": inbound.sender})
+
+    async def _admit(self, kind: str, inbound: Inbound, count: int, summary: dict[str, Any]) -> None:
+        """Apply recv policy, budget and approval to a request; raise Rejection to refuse it."""
+        sender = inbound.sender
+        if not self.policies.get(sender).recv:
+            raise Rejection("unauthorized: this peer may not send requests (receive policy is off)")
+        limit, window = self.budget.limit, int(self.budget.window)
+        if not self.budget.allows(sender, count):
+            raise Rejection(
+                f"budget exhausted: asked for {count}, {self.budget.remaining(sender)} left of "
+                f"{limit} per {window}s for this peer"
+            )
+        if self.options.approval_mode:
+            approval = self.approvals.open(kind, sender, summary, self.options.sign_timeout)
+            label = "Signature" if kind == "sign" else "ECDH"
+            self.emit(kind, f"{label} request awaiting approval", {"approval": approval.to_json()})
+            outcome = await self.approvals.wait(approval)
+            self.emit("info", f"Approval {approval.id} {outcome}",
+                      {"approvalId": approval.id, "outcome": outcome})
+            if outcome != "approved":
+                raise Rejection(f"approval {outcome}")
+        if not self.budget.consume(sender, count):
+            raise Rejection(f"budget exhausted: {limit} per {window}s for this peer")
+
+    async def _on_sign(self, inbound: Inbound) -> None:
+        self._seen(inbound.sender)
+        base = {"from": inbound.sender, "id": inbound.id}
+        self.emit("sign", "Signature request received", base)
+        try:
+            session = protocol.check_sign_request(
+                self.group, self._share, inbound.sender, inbound.data, int(self._clock()),
+                stamp_window=self.options.stamp_window,
+            )
+            summary = {"sid": session.sid, "sighashes": [v[0] for v in session.hashes],
+                       "members": session.members, "type": session.type}
+            await self._admit("sign", inbound, len(session.hashes), summary)
+            pkg = sign_session(self.group, self._share, session)
+        except Rejection as exc:
+            self.emit("sign", f"Signature request rejected: {exc}", {**base, "reason": str(exc)})
+            return
+        except ValueError as exc:
+            self.emit("sign", f"Signature request rejected: {exc}", {**base, "reason": str(exc)})
+            return
+        if await self._reply(inbound, protocol.SIGN_RES, protocol.compact(pkg.to_json())):
+            self.emit("sign", "Signature response sent", {**base, "sid": session.sid,
+                                                          "sighashes": summary["sighashes"]})
+        else:
+            self.emit("warn", "Signature response could not be published", base)
+
+    async def _on_ecdh(self, inbound: Inbound) -> None:
+        self._seen(inbound.sender)
+        base = {"from": inbound.sender, "id": inbound.id}
+        self.emit("ecdh", "ECDH request received", base)
+        try:
+            request = protocol.check_ecdh_request(self.group, self._share, inbound.sender, inbound.data)
+            summary = {"ecdh_pk": request.ecdh_pk, "members": request.members}
+            await self._admit("ecdh", inbound, 1, summary)
+            pkg = create_ecdh_pkg(self.group, self._share, list(request.members), request.ecdh_pk)
+        except (Rejection, ValueError) as exc:
+            self.emit("ecdh", f"ECDH request rejected: {exc}", {**base, "reason": str(exc)})
+            return
+        if await self._reply(inbound, protocol.ECDH_RES, protocol.compact(pkg.to_json())):
+            self.emit("ecdh", "ECDH response sent", {**base, "ecdh_pk": request.ecdh_pk})
+        else:
+            self.emit("warn", "ECDH response could not be published", base)
+
+    # -------------------------------------------------------------- requester
+    def _require_active(self) -> Pool:
+        if not self.active or self._pool is None:
+            raise NodeUnavailable("node is not running")
+        return self._pool
+
+    async def _request(self, tag: str, payloads: dict[str, str], wait: float) -> dict[str, Inbound]:
+        """Send one event per recipient with a shared id; collect answers until all arrive or ``wait``."""
+        pool = self._require_active()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        msg_id = protocol.new_msg_id()
+        pending = _Pending(set(payloads))
+        self._pending[msg_id] = pending
+        try:
+            now = int(self._clock())
+            events = [protocol.seal(self._share.seckey, peer, tag, msg_id, data, now)
+                      for peer, data in payloads.items()]
+            accepted = await asyncio.gather(*(pool.publish(ev, timeout=max(0.1, wait)) for ev in events))
+            if events and not any(accepted):
+                raise NodeUnavailable("no relay accepted the request")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pending.done.wait(), max(0.0, deadline - loop.time()))
+            return dict(pending.answers)
+        finally:
+            self._pending.pop(msg_id, None)
+
+    async def ping(self, pubkey: str, timeout: float | None = None) -> tuple[PeerPolicy, float]:
+        """Ping one peer; returns its policy towards us and the round-trip time in ms."""
+        if pubkey not in self.peer_table:
+            raise ValueError("pubkey is not a peer of this group")
+        wait = timeout or self.options.sign_timeout
+        self.peer_table.mark_attempt(pubkey)
+        started = time.monotonic()
+        answers = await self._request(protocol.PING_REQ, {pubkey: "ping"}, wait)
+        latency = (time.monotonic() - started) * 1000
+        answer = answers.get(pubkey)
+        if answer is None:
+            was_online = self.peer_table.mark_failed(pubkey)
+            self._emit_peer("peer-ping-internal", pubkey, False)
+            if was_online:
+                self._emit_peer("peer-status-internal", pubkey, False)
+            raise NodeTimeout("ping timed out")
+        try:
+            policy = protocol.parse_policy(answer.data)
+        except ValueError as exc:
+            self.peer_table.mark_failed(pubkey)
+            self._emit_peer("peer-ping-internal", pubkey, False)
+            raise PeerResponseError(str(exc)) from exc
+        self.peer_table.mark_seen(pubkey, latency)
+        self._emit_peer("peer-ping-internal", pubkey, True)
+        return policy, latency
+
+    async def ping_all(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Ping every peer at once; one result dict per peer (Igloo Server's shape)."""
+
+        async def one(pubkey: str) -> dict[str, Any]:
+            try:
+                _, latency = await self.ping(pubkey, timeout)
+                return {"pubkey": pubkey, "success": True, "latency": round(latency, 1)}
+            except NodeError as exc:
+                return {"pubkey": pubkey, "success": False, "error": str(exc)}
+
+        return list(await asyncio.gather(*(one(pk) for pk in self.peers)))
+
+    async def echo(self, challenge: str = "echo", timeout: float | None = None) -> str:
+        """Send ``/echo/req`` to ourselves and wait for a relay to reflect it (spec §4.10)."""
+        answers = await self._request(protocol.ECHO_REQ, {self.pubkey: challenge},
+                                      timeout or self.options.sign_timeout)
+        answer = answers.get(self.pubkey)
+        if answer is None:
+            raise NodeTimeout("echo timed out")
+        self.emit("bifrost", "Self echo returned", {"id": answer.id})
+        return answer.data
+
+    def _choose(self, excluded: set[str]) -> tuple[list[str], bool]:
+        """``threshold - 1`` peers, online first; and whether alternatives remain."""
+        candidates = [p for p in self.peers if self.policies.get(p).send and p not in excluded]
+        ranked = self.peer_table.rank(candidates)
+        need = self.threshold - 1
+        if len(ranked) < need:
+            raise NodeUnavailable(
+                f"not enough peers to reach the threshold: need {need}, {len(ranked)} available"
+            )
+        return ranked[:need], len(ranked) > need
+
+    def _attempt_wait(self, chosen: list[str], alternatives: bool, remaining: float) -> float:
+        # With a doubtful peer and someone to fall back on, keep half the deadline for the retry.
+        if alternatives and not all(self.peer_table.is_online(p) for p in chosen):
+            return remaining / 2
+        return remaining
+
+    def _note_silent(self, chosen: list[str], answers: dict[str, Inbound]) -> set[str]:
+        silent = {p for p in chosen if p not in answers}
+        for peer in silent:
+            if self.peer_table.mark_failed(peer):
+                self._emit_peer("peer-status-internal", peer, False)
+        for peer in answers:
+            self._seen(peer)
+        return silent
+
+    async def sign(
+        self, message: str | list[list[str]], timeout: float | None = None
+    ) -> list[SignatureEntry]:
+        """Threshold-sign one sighash or a batch of vectors; ``SignatureEntry`` per vector."""
+        vectors = protocol.sighash_vectors(message)
+        self._require_active()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.options.sign_timeout)
+        excluded: set[str] = set()
+        last_error: NodeError | None = None
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise last_error or NodeTimeout("signing timed out")
+            try:
+                chosen, alternatives = self._choose(excluded)
+            except NodeUnavailable:
+                if last_error is not None:
+                    raise last_error from None
+                raise
+            members = protocol.members_for(self.group, [self.pubkey, *chosen])
+            session = create_session(self.group, members, vectors, stamp=int(self._clock()))
+            data = protocol.compact(session.to_json())
+            self.emit("sign", "Signature request sent",
+                      {"sid": session.sid, "peers": chosen, "sighashes": [v[0] for v in vectors]})
+            wait = self._attempt_wait(chosen, alternatives, remaining)
+            answers = (
+                await self._request(protocol.SIGN_REQ, dict.fromkeys(chosen, data), wait) if chosen else {}
+            )
+            silent = self._note_silent(chosen, answers)
+            pkgs = []
+            for peer, answer in answers.items():
+                try:
+                    pkgs.append(protocol.check_psig_response(self.group, session, peer, answer.data))
+                except ValueError as exc:
+                    excluded.add(peer)
+                    last_error = PeerResponseError(f"{exc} : {peer}")
+                    self.emit("sign", f"Signature share aggregation failed: {exc}", {"peer": peer})
+            if silent or len(pkgs) != len(chosen):
+                excluded |= silent
+                if silent:
+                    last_error = last_error if isinstance(last_error, PeerResponseError) else NodeTimeout(
+                        "signing timed out")
+                    self.emit("sign", "Signature request rejected: timeout", {"sid": session.sid,
+                                                                              "silent": sorted(silent)})
+                continue
+            own = sign_session(self.group, self._share, session)
+            try:
+                entries = combine_session(self.group, session, [own, *pkgs])
+            except ValueError as exc:
+                self.emit("sign", f"Signature share aggregation failed: {exc}", {"sid": session.sid})
+                raise PeerResponseError(f"aggregation failed: {exc}") from exc
+            self.emit("sign", "Signature shares aggregated",
+                      {"sid": session.sid, "signatures": [list(e) for e in entries]})
+            return [tuple(e) for e in entries]  # type: ignore[misc]
+
+    async def ecdh(self, pubkey: str, timeout: float | None = None) -> bytes:
+        """Threshold ECDH with ``pubkey`` (x-only hex): the shared point, 33 bytes compressed."""
+        ecdh_pk = pubkey.lower()
+        if len(ecdh_pk) == 66 and ecdh_pk[:2] in ("02", "03"):
+            ecdh_pk = ecdh_pk[2:]
+        if len(ecdh_pk) != 64 or not curve.is_valid_point(bytes.fromhex("02" + ecdh_pk)):
+            raise ValueError("pubkey must be a valid x-only public key")
+        cached = self._ecdh_cache.get(ecdh_pk)
+        if cached is not None:
+            self._ecdh_cache.move_to_end(ecdh_pk)
+            return cached
+        self._require_active()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.options.sign_timeout)
+        excluded: set[str] = set()
+        last_error: NodeError | None = None
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise last_error or NodeTimeout("ECDH timed out")
+            try:
+                chosen, alternatives = self._choose(excluded)
+            except NodeUnavailable:
+                if last_error is not None:
+                    raise last_error from None
+                raise
+            members = protocol.members_for(self.group, [self.pubkey, *chosen])
+            own = create_ecdh_pkg(self.group, self._share, members, ecdh_pk)
+            self.emit("ecdh", "ECDH request sent", {"ecdh_pk": ecdh_pk, "peers": chosen})
+            wait = self._attempt_wait(chosen, alternatives, remaining)
+            data = protocol.compact(own.to_json())
+            answers = (
+                await self._request(protocol.ECDH_REQ, dict.fromkeys(chosen, data), wait) if chosen else {}
+            )
+            silent = self._note_silent(chosen, answers)
+            pkgs: list[EcdhPackage] = []
+            for peer, answer in answers.items():
+                try:
+                    pkgs.append(protocol.check_ecdh_response(self.group, members, ecdh_pk, peer, answer.data))
+                except ValueError as exc:
+                    excluded.add(peer)
+                    last_error = PeerResponseError(f"{exc} : {peer}")
+                    self.emit("ecdh", f"ECDH share aggregation failed: {exc}", {"peer": peer})
+            if silent or len(pkgs) != len(chosen):
+                excluded |= silent
+                if silent:
+                    last_error = last_error if isinstance(last_error, PeerResponseError) else NodeTimeout(
+                        "ECDH timed out")
+                    self.emit("ecdh", "ECDH request rejected: timeout", {"silent": sorted(silent)})
+                continue
+            secret = combine_ecdh_pkgs([own, *pkgs])
+            self._ecdh_cache[ecdh_pk] = secret
+            while len(self._ecdh_cache) > self.options.ecdh_cache_size:
+                self._ecdh_cache.popitem(last=False)
+            self.emit("ecdh", "ECDH shares aggregated", {"ecdh_pk": ecdh_pk, "peers": chosen})
+            return secret
+
+    # ------------------------------------------------------------- dashboard
+    def peers_json(self) -> list[dict[str, Any]]:
+        """``[{pubkey, online, lastSeen, latency, lastPingAttempt, policy}]`` for every peer."""
+        return [{**self.peer_table.status_json(pk), "policy": self.policies.summary(pk)} for pk in self.peers]
+
+    def decide(self, approval_id: str, approve: bool) -> bool:
+        """Approve or deny a pending request; False when it is unknown or already decided."""
+        return self.approvals.decide(approval_id, approve) is not None
+
+    def status(self) -> dict[str, Any]:
+        """Node health for /api/status."""
+        relays = self.relay_status()
+        return {
+            "nodeActive": self.active,
+            "ready": self.ready,
+            "pubkey": self.pubkey,
+            "groupPubkey": self.group_pubkey,
+            "threshold": self.threshold,
+            "totalShares": len(self.group.commits),
+            "relayCount": len(self.relays),
+            "connectedRelays": sum(1 for r in relays if r.get("connected")),
+            "relays": relays,
+            "peersOnline": sum(1 for p in self.peers if self.peer_table.is_online(p)),
+            "approvalMode": self.options.approval_mode,
+            "pendingApprovals": len(self.approvals.pending()),
+            "signBudget": {"limit": self.budget.limit, "window": int(self.budget.window)},
+        }
