@@ -74,6 +74,13 @@ const OPS = {
   p2p_decrypt: ({ seckey, pubkey, content }) =>
     P2P.decrypt_content(P2P.get_shared_secret(seckey, pubkey), content),
   envelope: ({ tag, data, id }) => P2P.create_payload(tag, data, id),
+  // A whole kind-20004 transport event as nostr-p2p builds it, and the receive side (verify, decrypt, parse).
+  p2p_event: ({ seckey, pubkey, tag, data, id }) =>
+    P2P.create_event({ kind: 20004, tags: [] }, P2P.create_payload(tag, data, id), pubkey, seckey),
+  p2p_open: ({ seckey, event }) => {
+    const [tag, id, data] = P2P.decrypt_payload(event, seckey)
+    return { tag, id, data }
+  },
 
   // nostr-tools ----------------------------------------------------------------------------------------------
   nip44_conv_key: ({ seckey, pubkey }) => hex(nip44.getConversationKey(unhex(seckey), pubkey)),
