@@ -1,0 +1,136 @@
+"""The one SQLite database of an Igloo process: connection, WAL mode, schema migrations.
+
+All access happens on the IOLoop thread (queries are short); bcrypt, the slow part, runs elsewhere.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+DB_FILE_NAME = "igloo.db"
+
+# Ordered schema steps; PRAGMA user_version records how many have been applied.
+# Add a step by appending to this list (never edit an applied step).
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE sessions (
+        id_hash BLOB PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        client_ip TEXT
+    );
+    CREATE INDEX sessions_last_seen ON sessions(last_seen);
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        frame TEXT NOT NULL
+    );
+    """,
+]
+
+
+class Database:
+    """A SQLite connection in WAL mode with migrations applied on open."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        path.chmod(0o600)
+        self._migrate()
+
+    @classmethod
+    def open_in(cls, data_dir: Path) -> Database:
+        """Open (creating if needed) the database file under ``data_dir``."""
+        return cls(data_dir / DB_FILE_NAME)
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            for index in range(version, len(MIGRATIONS)):
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _split_sql(MIGRATIONS[index]):
+                        self._conn.execute(statement)
+                    self._conn.execute(f"PRAGMA user_version = {index + 1}")
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+
+    @property
+    def schema_version(self) -> int:
+        """How many migrations have been applied."""
+        row = self.query_one("PRAGMA user_version")
+        return int(row[0]) if row is not None else 0
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Run one statement (auto-committed)."""
+        with self._lock:
+            return self._conn.execute(sql, params)
+
+    def executemany_in_transaction(self, steps: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        """Run several statements in one transaction."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in steps:
+                    self._conn.execute(sql, params)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def insert_many(self, sql: str, rows: Sequence[Sequence[Any]], then: str | None = None,
+                    then_params: Sequence[Any] = ()) -> None:
+        """Insert many rows in one transaction, optionally followed by one more statement."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(sql, rows)
+                if then is not None:
+                    self._conn.execute(then, then_params)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        """Return the first row of a query, or None."""
+        with self._lock:
+            row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
+            return row
+
+    def query_all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Return every row of a query."""
+        with self._lock:
+            return list(self._conn.execute(sql, params).fetchall())
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (migrations contain no semicolons inside literals)."""
+    return [part.strip() for part in script.split(";") if part.strip()]

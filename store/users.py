@@ -1,0 +1,118 @@
+"""User accounts: usernames and bcrypt password hashes (bcrypt runs in an executor, off the IOLoop)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import time
+from dataclasses import dataclass
+
+import bcrypt
+
+from store.db import Database
+
+MAX_PASSWORD_BYTES = 72  # bcrypt ignores anything beyond 72 bytes; Igloo refuses instead of truncating
+MIN_PASSWORD_LENGTH = 8
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+BCRYPT_ROUNDS = 12
+
+# Compared against when the username does not exist, so a miss costs as much as a wrong password.
+_DUMMY_HASH = bcrypt.hashpw(b"igloo-dummy-password", bcrypt.gensalt(4))
+
+
+class UserError(ValueError):
+    """A username or password that cannot be accepted; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class User:
+    """One account (never carries the password hash)."""
+
+    id: int
+    username: str
+
+
+def check_password(password: str) -> bytes:
+    """Return the UTF-8 password bytes, or raise UserError when bcrypt could not hash it faithfully."""
+    raw = password.encode("utf-8")
+    if len(raw) > MAX_PASSWORD_BYTES:
+        raise UserError(f"Password is too long: at most {MAX_PASSWORD_BYTES} bytes (UTF-8)")
+    return raw
+
+
+def check_new_password(password: str) -> bytes:
+    """Validate a password being set: length bounds in both directions."""
+    raw = check_password(password)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"Password is too short: at least {MIN_PASSWORD_LENGTH} characters")
+    return raw
+
+
+def check_username(username: str) -> str:
+    """Validate a username (1-64 of letters, digits, _ . @ -)."""
+    if not USERNAME_RE.match(username):
+        raise UserError("Username must be 1-64 characters: letters, digits, _ . @ -")
+    return username
+
+
+class UserStore:
+    """Create and verify accounts."""
+
+    def __init__(self, db: Database, rounds: int = BCRYPT_ROUNDS) -> None:
+        self._db = db
+        self._rounds = rounds
+
+    def count(self) -> int:
+        """How many accounts exist."""
+        row = self._db.query_one("SELECT COUNT(*) FROM users")
+        return int(row[0]) if row is not None else 0
+
+    def get(self, user_id: int) -> User | None:
+        """The account with this id, or None."""
+        row = self._db.query_one("SELECT id, username FROM users WHERE id = ?", (user_id,))
+        return User(int(row["id"]), str(row["username"])) if row is not None else None
+
+    def create_sync(self, username: str, password: str) -> User:
+        """Create an account, hashing in this thread (for the command line)."""
+        check_username(username)
+        raw = check_new_password(password)
+        hashed = bcrypt.hashpw(raw, bcrypt.gensalt(self._rounds))
+        return self._insert(username, hashed)
+
+    async def create(self, username: str, password: str, only_if_first: bool = False) -> User:
+        """Create an account, hashing in the default executor.
+
+        With ``only_if_first`` the insert happens only while no account exists (first-admin onboarding),
+        checked atomically in the INSERT itself.
+        """
+        check_username(username)
+        raw = check_new_password(password)
+        loop = asyncio.get_running_loop()
+        hashed = await loop.run_in_executor(None, bcrypt.hashpw, raw, bcrypt.gensalt(self._rounds))
+        return self._insert(username, hashed, only_if_first)
+
+    def _insert(self, username: str, hashed: bytes, only_if_first: bool = False) -> User:
+        sql = "INSERT INTO users (username, password_hash, created_at) SELECT ?, ?, ?"
+        if only_if_first:
+            sql += " WHERE NOT EXISTS (SELECT 1 FROM users)"
+        try:
+            cursor = self._db.execute(sql, (username, hashed, time.time()))
+        except sqlite3.IntegrityError:
+            raise UserError("Username already taken") from None
+        if cursor.rowcount != 1:
+            raise UserError("An administrator account already exists")
+        return User(int(cursor.lastrowid or 0), username)
+
+    async def verify(self, username: str, password: str) -> User | None:
+        """Return the account when the password matches, else None. Raises UserError for >72 bytes."""
+        raw = check_password(password)
+        row = self._db.query_one(
+            "SELECT id, username, password_hash FROM users WHERE username = ?", (username,)
+        )
+        hashed = bytes(row["password_hash"]) if row is not None else _DUMMY_HASH
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(None, bcrypt.checkpw, raw, hashed)
+        if row is None or not ok:
+            return None
+        return User(int(row["id"]), str(row["username"]))
