@@ -19,6 +19,7 @@ COMMIT_SIZE = 103
 GROUP_HEADER_SIZE = 37
 SHARE_SIZE = 100
 _HEX = frozenset("0123456789abcdefABCDEF")
+_KNOWN_HRPS = frozenset({GROUP_HRP, SHARE_HRP, "nsec", "npub", "bfcred", "bfonboard"})
 
 
 def parse_hex(value: object, size: int, what: str) -> bytes:
@@ -246,7 +247,9 @@ def _decode(text: str, hrp: str, what: str) -> bytes:
     except ValueError as exc:
         raise ValueError(f"{what} is not valid bech32m: {exc}") from None
     if got_hrp != hrp:
-        raise ValueError(f"{what} must start with {hrp}1, got prefix {got_hrp[:16]!r}")
+        # only echo well-known prefixes: an unknown one may be part of a pasted secret
+        seen = f"a {got_hrp}1 string" if got_hrp in _KNOWN_HRPS else "another kind of string"
+        raise ValueError(f"{what} must start with {hrp}1, got {seen}")
     return data
 
 

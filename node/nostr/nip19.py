@@ -19,7 +19,7 @@ def _decode(hrp: str, text: str) -> bytes:
     except ValueError as exc:
         raise ValueError(f"{hrp} is not valid bech32: {exc}") from None
     if got != hrp:
-        raise ValueError(f"expected an {hrp}1… string")
+        raise ValueError(f"expected an {hrp}1 string")
     if len(data) != 32:
         raise ValueError(f"{hrp} payload must be 32 bytes, got {len(data)}")
     return data

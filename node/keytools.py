@@ -1,0 +1,67 @@
+"""Key tools behind ``igloo-server keygen|recover`` and POST /api/recover.
+
+Errors are ``ValueError`` with a message fit to show a user; none contains a secret.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from node.crypto import credentials, curve
+from node.crypto import keygen as dealer
+from node.nostr import nip19
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+MAX_MEMBERS = 100
+
+
+def parse_secret(text: str) -> bytes:
+    """A 32-byte secret key from ``nsec1…`` or 64 hex characters."""
+    if not isinstance(text, str):
+        raise ValueError("secret key must be a string")
+    value = text.strip()
+    if value.lower().startswith("nsec1"):
+        try:
+            return nip19.nsec_decode(value)
+        except ValueError:
+            raise ValueError("secret key is not a valid nsec") from None
+    if not _HEX64.fullmatch(value):
+        raise ValueError("secret key must be an nsec1… string or 64 hex characters")
+    key = bytes.fromhex(value)
+    if not 0 < int.from_bytes(key, "big") < curve.N:
+        raise ValueError("secret key is out of range for secp256k1")
+    return key
+
+
+def keygen(threshold: int, total: int, secret: str | None = None) -> dict[str, Any]:
+    """A new k-of-n keyset: ``{group, shares, group_pubkey, npub}`` (group_pubkey is x-only hex)."""
+    for name, value in (("threshold", threshold), ("total", total)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name} must be an integer")
+    if not 1 <= total <= MAX_MEMBERS:
+        raise ValueError(f"total must be between 1 and {MAX_MEMBERS}")
+    if not 1 <= threshold <= total:
+        raise ValueError(f"threshold must be between 1 and total ({total})")
+    key = parse_secret(secret) if secret is not None else None
+    group, shares = dealer.generate_dealer_pkg_gen(threshold, total, key)
+    return {
+        "group": credentials.encode_group(group),
+        "shares": [credentials.encode_share(s) for s in shares],
+        "group_pubkey": group.group_pubkey_xonly,
+        "npub": nip19.npub_encode(group.group_pk[1:]),
+    }
+
+
+def recover(group: str, shares: list[str]) -> str:
+    """The group's nsec from its ``bfgroup`` and at least threshold ``bfshare`` strings."""
+    pkg = credentials.decode_group(group)
+    if not isinstance(shares, list) or not all(isinstance(s, str) for s in shares):
+        raise ValueError("shares must be a list of bfshare strings")
+    parsed = []
+    for n, text in enumerate(shares, start=1):
+        try:
+            parsed.append(credentials.decode_share(text))
+        except ValueError as exc:
+            raise ValueError(f"share {n}: {exc}") from None
+    return nip19.nsec_encode(dealer.recover_secret(pkg, parsed))
