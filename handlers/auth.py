@@ -1,0 +1,284 @@
+"""Login, logout and first-admin onboarding: HTML pages and the /api/auth/* JSON endpoints."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from handlers.base import ApiHandler, BaseHandler, Principal, constant_time_equal
+from store.users import User, UserError
+
+LOCKED_MESSAGE = (
+    "Onboarding is locked: set ADMIN_SECRET in the server's environment and restart Igloo, "
+    "or create the account on the server with: igloo-server adduser NAME"
+)
+
+
+class LoginLimiter:
+    """Counts failed logins per client address in a sliding window."""
+
+    def __init__(self, max_failures: int, window: float) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self._failures: dict[str, deque[float]] = {}
+
+    def _prune(self, key: str, now: float) -> deque[float] | None:
+        stamps = self._failures.get(key)
+        if stamps is None:
+            return None
+        while stamps and stamps[0] <= now - self.window:
+            stamps.popleft()
+        if not stamps:
+            del self._failures[key]
+            return None
+        return stamps
+
+    def retry_after(self, key: str) -> int:
+        """Seconds until ``key`` may try again (0 = allowed now)."""
+        now = time.monotonic()
+        stamps = self._prune(key, now)
+        if stamps is None or len(stamps) < self.max_failures:
+            return 0
+        return max(1, math.ceil(stamps[0] + self.window - now))
+
+    def fail(self, key: str) -> None:
+        """Record one failed attempt."""
+        now = time.monotonic()
+        self._prune(key, now)
+        if len(self._failures) > 100_000:  # bound memory under a spray of addresses
+            self._failures.clear()
+        self._failures.setdefault(key, deque()).append(now)
+
+    def reset(self, key: str) -> None:
+        """Forget the failures of ``key`` (after a successful login)."""
+        self._failures.pop(key, None)
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    """Result of a login attempt: a user, or an HTTP status with a message safe to show."""
+
+    user: User | None
+    status: int = 200
+    error: str | None = None
+    retry_after: int = 0
+
+
+def safe_next(value: str | None) -> str:
+    """Accept ``next`` only as a same-site absolute path; anything else becomes /dashboard."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/dashboard"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return "/dashboard"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/dashboard"
+    return value
+
+
+class LoginMixin(BaseHandler):
+    """The login steps shared by the HTML form and the JSON endpoint."""
+
+    @property
+    def limiter(self) -> LoginLimiter:
+        """The per-address failed-login limiter."""
+        value: LoginLimiter = self.application.settings["login_limiter"]
+        return value
+
+    async def attempt_login(self, username: object, password: object) -> LoginOutcome:
+        """Rate limit, validate, verify with bcrypt (in an executor)."""
+        ip = self.client_ip()
+        wait = self.limiter.retry_after(ip)
+        if wait:
+            return LoginOutcome(None, 429, "Too many login attempts. Please try again later.", wait)
+        if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+            return LoginOutcome(None, 400, "Username and password are required")
+        try:
+            user = await self.users.verify(username, password)
+        except UserError as exc:
+            return LoginOutcome(None, 400, str(exc))
+        if user is None:
+            self.limiter.fail(ip)
+            return LoginOutcome(None, 401, "Invalid credentials")
+        self.limiter.reset(ip)
+        return LoginOutcome(user)
+
+    def start_session(self, user: User) -> str:
+        """Create a session row and set the cookie; return the session id."""
+        session_id = self.sessions.create(user.id, self.client_ip())
+        self.set_session_cookie(session_id)
+        return session_id
+
+
+class LoginPage(LoginMixin):
+    """GET/POST /login (HTML form, XSRF-protected)."""
+
+    def get(self) -> None:
+        """Show the form (or go on when already logged in / nothing to log in to)."""
+        next_path = safe_next(self.get_argument("next", None))
+        if not self.config.auth_enabled or (self.principal and self.principal.kind == "session"):
+            self.redirect(next_path)
+            return
+        if self.users.count() == 0:
+            self.redirect("/onboarding")
+            return
+        self.render_page("login.html", error=None, next=next_path, username="")
+
+    async def post(self) -> None:
+        """Check the password; on success set the cookie and redirect to ``next``."""
+        next_path = safe_next(self.get_body_argument("next", None))
+        username = self.get_body_argument("username", "")
+        outcome = await self.attempt_login(username, self.get_body_argument("password", ""))
+        if outcome.user is None:
+            self.set_status(outcome.status)
+            if outcome.retry_after:
+                self.set_header("Retry-After", str(outcome.retry_after))
+            self.render_page("login.html", error=outcome.error, next=next_path, username=username[:64])
+            return
+        self.start_session(outcome.user)
+        self.redirect(next_path)
+
+
+class LogoutPage(BaseHandler):
+    """POST /logout (form with _xsrf): end the session everywhere, back to /login."""
+
+    def post(self) -> None:
+        """Log out."""
+        self.end_session(self.principal)
+        self.redirect("/login")
+
+
+class OnboardingPage(LoginMixin):
+    """GET/POST /onboarding: create the first administrator, guarded by ADMIN_SECRET."""
+
+    def get(self) -> None:
+        """Show the form, or instructions when ADMIN_SECRET is not set."""
+        if self.users.count() > 0:
+            self.redirect("/login")
+            return
+        self.render_onboarding(None)
+
+    def render_onboarding(self, error: str | None) -> None:
+        """Render onboarding.html; ``needs_secret`` asks the form for ADMIN_SECRET.
+
+        Without ADMIN_SECRET the page is locked and ``error`` explains how to unlock it (or use adduser);
+        ``secret_configured`` tells the template whether the form can succeed at all.
+        """
+        configured = self.config.admin_secret is not None
+        if not configured and error is None:
+            error = LOCKED_MESSAGE
+        self.render_page(
+            "onboarding.html", error=error, needs_secret=configured, secret_configured=configured
+        )
+
+    async def post(self) -> None:
+        """Check the admin secret, create the account, log it in."""
+        if self.users.count() > 0:
+            self.redirect("/login")
+            return
+        expected = self.config.admin_secret
+        if expected is None:
+            self.set_status(403)
+            self.render_onboarding(LOCKED_MESSAGE)
+            return
+        ip = self.client_ip()
+        wait = self.limiter.retry_after(ip)
+        if wait:
+            self.set_status(429)
+            self.set_header("Retry-After", str(wait))
+            self.render_onboarding("Too many attempts. Please try again later.")
+            return
+        if not constant_time_equal(self.get_body_argument("admin_secret", ""), expected):
+            self.limiter.fail(ip)
+            self.set_status(401)
+            self.render_onboarding("The admin secret is not correct")
+            return
+        try:
+            user = await self.users.create(
+                self.get_body_argument("username", ""),
+                self.get_body_argument("password", ""),
+                only_if_first=True,
+            )
+        except UserError as exc:
+            self.set_status(400)
+            self.render_onboarding(str(exc))
+            return
+        self.limiter.reset(ip)
+        self.start_session(user)
+        self.redirect("/dashboard")
+
+
+class LoginApi(ApiHandler, LoginMixin):
+    """POST /api/auth/login: JSON ``{username, password}`` → ``{success, userId, expiresIn, sessionId}``."""
+
+    public = True
+
+    def check_xsrf_cookie(self) -> None:
+        """No XSRF token here: ``read_json`` insists on application/json, which no cross-site form can send
+        without a CORS preflight (and Igloo answers none)."""
+
+    async def post(self) -> None:
+        """Log in and set the session cookie."""
+        body = self.read_json()
+        if not self.config.auth_enabled:
+            self.write_json({"success": True, "userId": "anonymous", "expiresIn": 0})
+            return
+        outcome = await self.attempt_login(body.get("username"), body.get("password"))
+        if outcome.user is None:
+            if outcome.retry_after:
+                self.set_header("Retry-After", str(outcome.retry_after))
+            self.write_json({"success": False, "error": outcome.error}, status=outcome.status)
+            return
+        session_id = self.start_session(outcome.user)
+        self.write_json(
+            {
+                "success": True,
+                "userId": str(outcome.user.id),
+                "expiresIn": self.config.session_timeout,
+                "sessionId": session_id,
+            }
+        )
+
+
+class LogoutApi(ApiHandler):
+    """POST /api/auth/logout: end the session (cookie users send X-XSRFToken)."""
+
+    public = True
+
+    def post(self) -> None:
+        """Log out (succeeds even when not logged in)."""
+        self.end_session(self.principal)
+        self.write_json({"success": True})
+
+
+class AuthStatusApi(ApiHandler):
+    """GET /api/auth/status: ``{authenticated, authEnabled, username?, expiresIn?}``."""
+
+    public = True
+
+    def get(self) -> None:
+        """Report who the caller is."""
+        principal: Principal | None = self.principal
+        body: dict[str, object] = {
+            "authenticated": principal is not None,
+            "authEnabled": self.config.auth_enabled,
+        }
+        if principal is not None:
+            body["username"] = principal.username
+            if principal.expires_at is not None:
+                body["expiresIn"] = max(0, int(principal.expires_at - time.time()))
+        self.write_json(body)
+
+
+ROUTES: list[tuple[Any, ...]] = [
+    (r"/login", LoginPage),
+    (r"/logout", LogoutPage),
+    (r"/onboarding", OnboardingPage),
+    (r"/api/auth/login", LoginApi),
+    (r"/api/auth/logout", LogoutApi),
+    (r"/api/auth/status", AuthStatusApi),
+]

@@ -1,0 +1,14 @@
+"""The URL table: each handlers module's ROUTES, in order (the relay's catch-all ``/`` must stay last)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers import auth, events, pages, status
+
+ROUTES: list[tuple[Any, ...]] = [
+    *status.ROUTES,
+    *auth.ROUTES,
+    *events.ROUTES,
+    *pages.ROUTES,
+]

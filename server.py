@@ -1,0 +1,278 @@
+"""Igloo's composition root and command line: settings → store → event hub → (node) → Application.
+
+``igloo-server [serve]`` runs the server; ``adduser``, ``keygen`` and ``recover`` are one-shot commands.
+``python server.py`` is the same as ``igloo-server serve``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import tornado.httpserver
+import tornado.web
+
+from config.settings import ConfigError, Settings, read_or_create_secret_file
+from handlers import routes
+from handlers.auth import LoginLimiter
+from handlers.base import VERSION
+from handlers.events import CLOSE_GOING_AWAY, MAX_CLIENT_FRAME, EventHub
+from store.db import Database
+from store.events import EventRing
+from store.sessions import SessionStore
+from store.users import BCRYPT_ROUNDS, UserError, UserStore
+
+ROOT = Path(__file__).resolve().parent
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+COOKIE_SECRET_FILE = "cookie_secret"  # noqa: S105 - a file name, not a secret
+SHUTDOWN_GRACE = 3.0  # seconds allowed for sockets to finish their closing handshake
+
+log = logging.getLogger("igloo")
+access_log = logging.getLogger("igloo.access")
+
+
+def open_state(config: Settings) -> tuple[Database, EventHub]:
+    """Open the database under DATA_DIR and the event hub over its persisted ring."""
+    db = Database.open_in(config.data_dir)
+    sessions = SessionStore(db, config.session_timeout)
+    hub = EventHub(config, EventRing(db, config.event_buffer_size), sessions)
+    return db, hub
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Access log line: status, method, path (never the query string: it may hold credentials), time."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    request = handler.request
+    access_log.log(
+        level,
+        "%d %s %s (%s) %.1fms",
+        status,
+        request.method,
+        request.path,
+        request.remote_ip,
+        1000.0 * request.request_time(),
+    )
+
+
+def build_application(
+    config: Settings,
+    db: Database,
+    events: EventHub,
+    node: Any | None = None,
+    *,
+    bcrypt_rounds: int = BCRYPT_ROUNDS,
+    extra_settings: dict[str, Any] | None = None,
+) -> tornado.web.Application:
+    """The Tornado Application with every shared object in its settings.
+
+    ``node`` (a NodeService or None) is reached by handlers as ``self.node``; /api/status merges
+    ``node.status()`` into its document.
+    """
+    sessions = events.sessions or SessionStore(db, config.session_timeout)
+    cookie_secret = read_or_create_secret_file(config.data_dir / COOKIE_SECRET_FILE, 32, hex_text=True)
+    templates = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=True,
+        undefined=jinja2.ChainableUndefined,
+    )
+    settings: dict[str, Any] = {
+        "config": config,
+        "db": db,
+        "events": events,
+        "node": node,
+        "users": UserStore(db, rounds=bcrypt_rounds),
+        "sessions": sessions,
+        "templates": templates,
+        "login_limiter": LoginLimiter(config.rate_limit_login_max, config.rate_limit_login_window),
+        "started_at": time.monotonic(),
+        "cookie_secret": cookie_secret.decode("ascii"),
+        "xsrf_cookies": True,
+        "xsrf_cookie_kwargs": {"samesite": "Strict", "path": "/"},
+        "static_path": str(STATIC_DIR),
+        "static_url_prefix": "/static/",
+        "log_function": log_request,
+        "websocket_ping_interval": config.ws_ping_interval or None,
+        "websocket_ping_timeout": config.ws_ping_timeout,
+        "websocket_max_message_size": MAX_CLIENT_FRAME,
+        "compress_response": False,
+    }
+    settings.update(extra_settings or {})
+    return tornado.web.Application(routes.ROUTES, **settings)
+
+
+def startup_warnings(config: Settings) -> list[str]:
+    """Loud warnings about risky configurations (no secret values)."""
+    warnings = []
+    if not config.auth_enabled:
+        if config.is_loopback:
+            warnings.append("AUTH_ENABLED=false: every route is open to anyone who can reach this machine")
+        else:
+            warnings.append(
+                f"!!! AUTH_ENABLED=false while listening on {config.host_name}: EVERY ROUTE IS OPEN TO THE "
+                "NETWORK, including signing. Set AUTH_ENABLED=true or HOST_NAME=127.0.0.1 !!!"
+            )
+    return warnings
+
+
+async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT, then shut down gracefully; return the exit code."""
+    db, hub = open_state(config)
+    node = None  # The node service is created here and given `hub.publish` as its event callback.
+    app = build_application(config, db, hub, node)
+    server = tornado.httpserver.HTTPServer(app, xheaders=config.trust_proxy)
+    server.listen(config.host_port, config.host_name)
+    hub.start()
+    purged = hub.sessions.purge_expired() if hub.sessions else 0
+    for warning in startup_warnings(config):
+        log.warning("%s", warning)
+    log.info("Igloo %s listening on http://%s:%d/ (data in %s)", VERSION, config.host_name,
+             config.host_port, config.data_dir)
+    hub.publish("system", "Igloo server started", {"version": VERSION, "expiredSessionsRemoved": purged})
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+
+    log.info("shutting down")
+    server.stop()
+    closed = hub.close_all(CLOSE_GOING_AWAY, "server shutting down")
+    deadline = loop.time() + SHUTDOWN_GRACE
+    while hub.sockets_pending_close() and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    try:
+        await asyncio.wait_for(server.close_all_connections(), timeout=SHUTDOWN_GRACE)
+    except TimeoutError:
+        log.warning("some HTTP connections did not close in time")
+    hub.stop()
+    db.close()
+    log.info("stopped (%d event sockets closed)", closed)
+    return 0
+
+
+def read_new_password(from_stdin: bool) -> str:
+    """The password for ``adduser``: one line from stdin, or typed twice at a prompt."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise UserError("Passwords do not match")
+    return first
+
+
+def cmd_adduser(config: Settings, name: str, from_stdin: bool) -> int:
+    """Create an account in DATA_DIR's database."""
+    db = Database.open_in(config.data_dir)
+    try:
+        user = UserStore(db).create_sync(name, read_new_password(from_stdin))
+    except UserError as exc:
+        print(f"igloo-server: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    print(f"Created user {user.username!r}")
+    return 0
+
+
+def _keytools() -> Any:
+    try:
+        from node import keytools
+    except ImportError:
+        return None
+    return keytools
+
+
+def cmd_keygen(threshold: int, total: int, nsec: str | None) -> int:
+    """Print what node.keytools.keygen returns, as JSON."""
+    keytools = _keytools()
+    if keytools is None:
+        print("igloo-server: key tools are not available (node.keytools is missing)", file=sys.stderr)
+        return 1
+    try:
+        secret = sys.stdin.readline().strip() if nsec == "-" else nsec
+        result = keytools.keygen(threshold=threshold, total=total, secret=secret)
+    except ValueError as exc:
+        print(f"igloo-server: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_recover(group: str, shares: list[str]) -> int:
+    """Print what node.keytools.recover returns."""
+    keytools = _keytools()
+    if keytools is None:
+        print("igloo-server: key tools are not available (node.keytools is missing)", file=sys.stderr)
+        return 1
+    try:
+        result = keytools.recover(group=group, shares=shares)
+    except ValueError as exc:
+        print(f"igloo-server: {exc}", file=sys.stderr)
+        return 1
+    print(result if isinstance(result, str) else json.dumps(result, indent=2))
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="igloo-server", description="Igloo: an always-on FROSTR signer")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the server (default)")
+    add = sub.add_parser("adduser", help="create a login account")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    keygen = sub.add_parser("keygen", help="generate a k-of-n share set")
+    keygen.add_argument("--threshold", type=int, required=True)
+    keygen.add_argument("--total", type=int, required=True)
+    keygen.add_argument(
+        "--nsec", default=None, help="split this existing key (nsec or hex; '-' reads it from stdin)"
+    )
+    recover = sub.add_parser("recover", help="recover the secret key from threshold shares")
+    recover.add_argument("--group", required=True)
+    recover.add_argument("--share", action="append", required=True, dest="shares")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``igloo-server`` and ``python server.py``."""
+    args = parse_args(argv)
+    command = args.command or "serve"
+    if command == "keygen":
+        return cmd_keygen(args.threshold, args.total, args.nsec)
+    if command == "recover":
+        return cmd_recover(args.group, args.shares)
+    try:
+        config = Settings.from_env()
+    except ConfigError as exc:
+        print(f"igloo-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if command == "adduser":
+        return cmd_adduser(config, args.name, args.password_stdin)
+    try:
+        return asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"igloo-server: cannot listen on {config.host_name}:{config.host_port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
