@@ -576,6 +576,7 @@ class NodeService:
             "nodeActive": self.active,
             "ready": self.ready,
             "pubkey": self.pubkey,
+            "shareIdx": self._share.idx,
             "groupPubkey": self.group_pubkey,
             "threshold": self.threshold,
             "totalShares": len(self.group.commits),

@@ -1,0 +1,272 @@
+"""The node's REST API through the real server application on a loopback port (queue network behind
+the node): auth, credentials in (never out, encrypted at rest), sign, NIP-44/NIP-04, policies, ping,
+recover, 4xx/503/504."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tornado.web
+
+from config.settings import Settings
+from handlers import api
+from node import NodeManager, NodeOptions, NodeService
+from node.crypto import curve
+from node.crypto.credentials import encode_group, encode_share
+from node.crypto.keygen import generate_dealer_pkg_gen, recover_secret
+from node.nostr import nip04, nip19, nip44
+from node.nostr.event import compute_event_id
+from server import build_application, open_state
+from store.credentials import CredentialStore
+from store.policies import SqlitePolicyStore
+from tests.node.fakenet import FakeNetwork
+
+pytestmark = pytest.mark.timeout(60)
+API_KEY = "k" * 40
+AUTH = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
+
+
+class World:
+    def __init__(self, tmp: Path) -> None:
+        self.key = secrets.token_bytes(32)
+        self.config = Settings(data_dir=tmp, api_key=API_KEY, credentials_key=self.key, sign_timeout=1.0)
+        self.db, self.hub = open_state(self.config)
+        self.net = FakeNetwork()
+        self.group, self.shares = generate_dealer_pkg_gen(2, 3)
+        self.manager = NodeManager(
+            emit=self.hub.publish,
+            options=NodeOptions(sign_timeout=1.0, ping_interval=3600),
+            default_relays=["fake://relay"],
+            credential_store=CredentialStore(self.db, self.key),
+            policy_store=SqlitePolicyStore(self.db),
+            pool_factory=self.net.factory,
+        )
+        self.peers: list[NodeService] = []
+
+    async def start_peers(self) -> None:
+        for share in self.shares[1:]:
+            peer = NodeService(
+                self.group,
+                share,
+                ["fake://relay"],
+                emit=lambda *a: None,
+                pool_factory=self.net.factory,
+                options=NodeOptions(sign_timeout=1.0),
+            )
+            await peer.start()
+            self.peers.append(peer)
+
+
+@pytest.fixture
+def world(tmp_path: Path, io_loop: Any) -> Any:
+    w = World(tmp_path)
+    yield w
+    io_loop.run_sync(w.manager.stop)
+
+
+@pytest.fixture
+def app(world: World) -> tornado.web.Application:
+    application = build_application(world.config, world.db, world.hub, world.manager, bcrypt_rounds=4)
+    application.add_handlers(r".*", api.ROUTES)
+    return application
+
+
+async def call(
+    client: Any, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    kwargs: dict[str, Any] = {
+        "method": method,
+        "headers": AUTH if headers is None else headers,
+        "raise_error": False,
+    }
+    if body is not None:
+        kwargs["body"] = json.dumps(body)
+    elif method in ("POST", "PUT"):
+        kwargs["body"] = "{}"
+    response = await client.fetch(path, **kwargs)
+    text = response.body.decode() if response.body else ""
+    return response.code, json.loads(text) if text else None
+
+
+async def test_api_without_node_and_auth(http_server_client: Any, world: World) -> None:
+    c = http_server_client
+    code, body = await call(c, "GET", "/api/peers", headers={})
+    assert code == 401
+    for method, path in (
+        ("GET", "/api/peers"),
+        ("POST", "/api/sign"),
+        ("POST", "/api/nip44/encrypt"),
+        ("GET", "/api/peers/self"),
+    ):
+        code, body = await call(c, method, path)
+        assert code == 503 and body["error"] == "Node not available"
+    code, body = await call(c, "GET", "/api/env")
+    assert code == 200 and body["hasCredentials"] is False and "GROUP_CRED" not in body
+    code, body = await call(
+        c, "POST", "/api/env", {"GROUP_CRED": encode_group(world.group), "SHARE_CRED": "bfshare1nope"}
+    )
+    assert code == 400 and body["error"].startswith("SHARE_CRED")
+    _, other_shares = generate_dealer_pkg_gen(2, 3)
+    code, body = await call(
+        c,
+        "POST",
+        "/api/env",
+        {"GROUP_CRED": encode_group(world.group), "SHARE_CRED": encode_share(other_shares[0])},
+    )
+    assert code == 400 and "does not belong" in body["error"]
+    code, body = await call(
+        c, "POST", "/api/env", {"GROUP_CRED": "bfgroup1xyz", "SHARE_CRED": encode_share(world.shares[0])}
+    )
+    assert code == 400 and body["error"].startswith("GROUP_CRED")
+    assert world.manager.service is None
+
+
+async def test_full_api_flow(http_server_client: Any, world: World, tmp_path: Path) -> None:
+    c = http_server_client
+    await world.start_peers()
+    share_text = encode_share(world.shares[0])
+    code, body = await call(
+        c,
+        "POST",
+        "/api/env",
+        {
+            "GROUP_CRED": encode_group(world.group),
+            "SHARE_CRED": share_text,
+            "RELAYS": ["fake://relay"],
+            "API_KEY": "nope",
+        },
+    )
+    assert code == 400  # RELAYS must be ws(s)://
+    code, body = await call(
+        c, "POST", "/api/env", {"GROUP_CRED": encode_group(world.group), "SHARE_CRED": share_text, "X": 1}
+    )
+    assert code == 200 and body["success"] and body["rejectedKeys"] == ["X"]
+    node = world.manager.service
+    assert node is not None and node.pubkey == world.shares[0].pubkey_xonly()
+
+    # never returned, encrypted at rest
+    for path in ("/api/env", "/api/status", "/api/peers", "/api/peers/self", "/api/peers/group"):
+        code, body = await call(c, "GET", path)
+        assert code == 200 and share_text not in json.dumps(body)
+        assert world.shares[0].seckey.hex() not in json.dumps(body)
+    code, status = await call(c, "GET", "/api/status")
+    assert status["nodeActive"] and status["hasCredentials"] and status["relays"][0]["url"] == "fake://relay"
+    for f in tmp_path.iterdir():
+        if f.is_file():
+            assert share_text.encode() not in f.read_bytes()
+
+    code, group_info = await call(c, "GET", "/api/peers/group")
+    assert group_info == {"pubkey": node.group_pubkey, "threshold": 2, "totalShares": 3}
+
+    # sign a message and an event
+    msg = secrets.token_hex(32)
+    code, body = await call(c, "POST", "/api/sign", {"message": msg})
+    assert code == 200 and body["id"] == msg
+    assert curve.schnorr_verify(
+        bytes.fromhex(node.group_pubkey), bytes.fromhex(msg), bytes.fromhex(body["signature"])
+    )
+    event = {"kind": 1, "created_at": 1_700_000_000, "tags": [["t", "x"]], "content": "hello"}
+    code, body = await call(c, "POST", "/api/sign", {"event": event})
+    expected_id = compute_event_id(node.group_pubkey, 1_700_000_000, 1, [["t", "x"]], "hello")
+    assert code == 200 and body["id"] == expected_id
+    assert curve.schnorr_verify(
+        bytes.fromhex(node.group_pubkey), bytes.fromhex(expected_id), bytes.fromhex(body["signature"])
+    )
+    for bad, field in (
+        ({"message": "zz"}, "message"),
+        ({"event": {"kind": -1, "created_at": 1}}, "event.kind"),
+        ({"event": {"kind": 1, "created_at": 1, "tags": "x"}}, "event.tags"),
+    ):
+        code, body = await call(c, "POST", "/api/sign", bad)
+        assert code == 400 and body["error"].startswith(field)
+
+    # NIP-44 / NIP-04 follow the standards: the peer decrypts with its own key and the group pubkey
+    secret = recover_secret(world.group, world.shares[:2])
+    group_pub = curve.base_mul(int.from_bytes(secret, "big"))
+    peer_sk = secrets.token_bytes(32)
+    peer_pk = curve.pubkey_of(peer_sk)[1:].hex()
+    conv = nip44.conversation_key(peer_sk, group_pub[1:])
+    code, body = await call(c, "POST", "/api/nip44/encrypt", {"peer_pubkey": peer_pk, "content": "hi 44"})
+    assert code == 200 and nip44.decrypt(conv, body["result"]) == "hi 44"
+    code, body = await call(
+        c,
+        "POST",
+        "/api/nip44/decrypt",
+        {"peer_pubkey": peer_pk, "content": nip44.encrypt_gen(conv, "back 44")},
+    )
+    assert code == 200 and body["result"] == "back 44"
+    shared_x = curve.ecdh_x(peer_sk, group_pub)
+    code, body = await call(c, "POST", "/api/nip04/encrypt", {"pubkey": peer_pk, "content": "hi 04"})
+    assert code == 200 and nip04.decrypt(shared_x, body["result"]) == "hi 04"
+    code, body = await call(
+        c,
+        "POST",
+        "/api/nip04/decrypt",
+        {"peer_pubkey": "02" + peer_pk, "content": nip04.encrypt_gen(shared_x, "back 04")},
+    )
+    assert code == 200 and body["result"] == "back 04"
+    code, body = await call(c, "POST", "/api/nip44/encrypt", {"peer_pubkey": "xy", "content": "a"})
+    assert code == 400 and body["error"].startswith("peer_pubkey")
+    code, body = await call(c, "POST", "/api/nip44/decrypt", {"peer_pubkey": peer_pk, "content": "garbage"})
+    assert code == 400 and body["error"].startswith("content")
+
+    # policies, persisted
+    peer = world.peers[0].pubkey
+    code, body = await call(c, "PUT", f"/api/peers/{peer}/policy", {"allowReceive": False})
+    assert code == 200 and body["policy"]["allowReceive"] is False and body["policy"]["effectiveSend"] is True
+    code, body = await call(c, "GET", "/api/peers/policies")
+    assert [p["pubkey"] for p in body["policies"]] == [peer]
+    assert SqlitePolicyStore(world.db).load_policies()[0].recv is False
+    code, body = await call(c, "PUT", f"/api/peers/{peer}/policy", {"nothing": 1})
+    assert code == 400
+    code, body = await call(c, "PUT", f"/api/peers/{'0' * 64}/policy", {"allowSend": True})
+    assert code == 404
+    code, body = await call(c, "GET", "/api/peers/nothex/policy")
+    assert code == 400
+    code, body = await call(c, "DELETE", f"/api/peers/{peer}/policy")
+    assert code == 200 and body["removed"] is True
+    code, body = await call(c, "DELETE", f"/api/peers/{peer}/policy")
+    assert code == 404
+
+    # ping and the peers list
+    code, body = await call(c, "POST", "/api/peers/ping", {"target": "all"})
+    assert code == 200 and all(r["success"] for r in body["results"])
+    code, body = await call(c, "GET", "/api/peers")
+    assert body["total"] == 2 and body["online"] == 2
+    code, body = await call(c, "POST", "/api/peers/ping", {"target": 5})
+    assert code == 400
+
+    # recover
+    code, body = await call(
+        c,
+        "POST",
+        "/api/recover",
+        {
+            "groupCredential": encode_group(world.group),
+            "shareCredentials": [encode_share(s) for s in world.shares[1:]],
+        },
+    )
+    assert code == 200 and nip19.nsec_decode(body["nsec"]) == secret
+    code, body = await call(
+        c,
+        "POST",
+        "/api/recover",
+        {"groupCredential": encode_group(world.group), "shareCredentials": [share_text]},
+    )
+    assert code == 400 and body["success"] is False
+    code, body = await call(c, "POST", "/api/recover/validate", {"type": "share", "credential": share_text})
+    assert body["validation"]["isValid"] and body["decoded"]["idx"] == 1
+
+    # peers gone: 504 within the timeout
+    for p in world.peers:
+        await p.stop()
+    code, body = await call(c, "POST", "/api/sign", {"message": secrets.token_hex(32)})
+    assert code == 504
+    # events went through the one publisher, without secrets
+    frames = [e.payload.decode() for e in world.hub.ring.recent(1000)]
+    assert any("Signature shares aggregated" in f for f in frames)
+    assert not any(share_text in f or world.shares[0].seckey.hex() in f for f in frames)
