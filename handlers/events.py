@@ -136,11 +136,12 @@ class EventHub:
     def publish(self, type: str, message: str, data: object = None) -> dict[str, Any]:
         """Record an event and send it to every open socket. Call on the IOLoop thread.
 
-        Returns the frame body (with its ``seq``). ``data`` must not carry secrets; it is made JSON-safe.
+        Returns the frame as clients receive it (with its ``seq``). ``data`` must not carry secrets; bytes
+        become hex, dates ISO strings, exceptions ``{name, message}``.
         """
         seq = self.ring.next_seq()
-        body = frame_body(type, message, data, seq)
-        payload = encode_payload(body)
+        payload = encode_payload(frame_body(type, message, data, seq))
+        body: dict[str, Any] = json.loads(payload)  # exactly what clients receive (data made JSON-safe)
         self.ring.append(StoredEvent(seq, payload))
         self._schedule_flush()
         self._broadcast(payload)

@@ -1,0 +1,190 @@
+"""The /api/events WebSocket: auth, subprotocols, origin, frames, one serialization, commands, caps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+
+import handlers.events as events_module
+from tests.server.conftest import API_KEY, Igloo, read_frame, read_until_closed
+
+
+async def expect_refused(igloo: Igloo, code: int, query: str = "", **kwargs: object) -> None:
+    with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+        await igloo.ws(query, **kwargs)  # type: ignore[arg-type]
+    assert info.value.code == code
+
+
+async def test_greeting_then_live_events(igloo: Igloo) -> None:
+    ws = await igloo.ws_key()
+    hello = await read_frame(ws)
+    assert hello is not None and hello["type"] == "system" and hello["message"] == "Connected to event stream"
+    assert hello["seq"] is None and set(hello) == {"type", "message", "data", "timestamp", "id", "seq"}
+    sent = igloo.hub.publish("sign", "signed", {"blob": b"\x01\x02", "n": 1})
+    frame = await read_frame(ws)
+    assert frame == sent and frame["data"] == {"blob": "0102", "n": 1} and frame["seq"] == 1
+    ws.close()
+
+
+async def test_ws_auth_methods(igloo: Igloo) -> None:
+    igloo.add_user()
+    cookie, session_id = await igloo.login()
+    ways = [
+        {"headers": {"Cookie": cookie}},
+        {"subprotocols": ["igloo.v1", f"apikey.{API_KEY}"]},
+        {"subprotocols": [f"bearer.{API_KEY}"]},
+        {"subprotocols": [f"session.{session_id}"]},
+        {"query": f"?apiKey={API_KEY}"},
+        {"query": f"?sessionId={session_id}"},
+        {"headers": {"Authorization": f"Bearer {API_KEY}"}},
+    ]
+    for way in ways:
+        ws = await igloo.ws(**way)  # type: ignore[arg-type]
+        assert (await read_frame(ws))["message"] == "Connected to event stream", way  # type: ignore[index]
+        ws.close()
+    await expect_refused(igloo, 401)
+    await expect_refused(igloo, 401, "?apiKey=wrong-key-wrong-key")
+    await expect_refused(igloo, 401, subprotocols=["apikey.wrong-key-wrong-key"])
+    await expect_refused(igloo, 401, "?sessionId=not-a-session")
+
+
+async def test_credential_subprotocol_never_echoed(igloo: Igloo) -> None:
+    ws = await igloo.ws(subprotocols=["igloo.v1", f"apikey.{API_KEY}"])
+    assert ws.selected_subprotocol == "igloo.v1"
+    ws.close()
+    ws = await igloo.ws(subprotocols=[f"apikey.{API_KEY}"])
+    assert ws.selected_subprotocol is None
+    ws.close()
+
+
+@pytest.mark.parametrize("overrides", [{"ALLOWED_ORIGINS": "https://ui.example"}])
+async def test_origin_policy(igloo: Igloo) -> None:
+    host = f"127.0.0.1:{igloo.port}"
+    for origin in (f"http://{host}", "https://ui.example"):
+        ws = await igloo.ws(headers={"X-API-Key": API_KEY, "Origin": origin})
+        assert (await read_frame(ws))["type"] == "system"  # type: ignore[index]
+        ws.close()
+    bad = await igloo.ws(headers={"X-API-Key": API_KEY, "Origin": "https://evil.example"})
+    assert await read_until_closed(bad) == []  # nothing, not even the greeting
+    assert bad.close_code == 1008
+    assert igloo.hub.connection_count == 0
+
+
+async def test_one_serialization_shared_frame(igloo: Igloo, monkeypatch: pytest.MonkeyPatch) -> None:
+    clients = [await igloo.ws_key() for _ in range(3)]
+    for ws in clients:
+        await read_frame(ws)
+    calls = []
+    real_frame, real_encode = events_module.websocket_text_frame, events_module.encode_payload
+    mp = monkeypatch
+    mp.setattr(events_module, "websocket_text_frame", lambda p: calls.append("frame") or real_frame(p))
+    mp.setattr(events_module, "encode_payload", lambda b: calls.append("json") or real_encode(b))
+    sent = igloo.hub.publish("info", "once")
+    assert calls == ["json", "frame"]
+    for ws in clients:
+        assert await read_frame(ws) == sent
+        ws.close()
+
+
+@pytest.mark.parametrize("overrides", [{"WS_COMPRESSION": "true"}])
+async def test_compressed_and_plain_clients(igloo: Igloo) -> None:
+    deflate = await igloo.ws_key(compression_options={})
+    plain = await igloo.ws_key()
+    await read_frame(deflate)
+    await read_frame(plain)
+    sent = igloo.hub.publish("info", "x" * 2000)
+    assert await read_frame(deflate) == sent and await read_frame(plain) == sent
+    deflate.close()
+    plain.close()
+
+
+async def test_client_commands(igloo: Igloo) -> None:
+    ws = await igloo.ws_key()
+    await read_frame(ws)
+    await ws.write_message(json.dumps({"type": "ping"}))
+    pong = await read_frame(ws)
+    assert pong["type"] == "pong" and pong["seq"] is None  # type: ignore[index]
+    for bad in ("{not json", json.dumps({"type": "subscribe"}), json.dumps([1, 2]),
+                json.dumps({"type": "resume", "since": "x"})):
+        await ws.write_message(bad)
+        reply = await read_frame(ws)
+        assert reply["type"] == "error" and reply["seq"] is None, bad  # type: ignore[index]
+    await ws.write_message(b"\x00\x01", binary=True)
+    assert (await read_frame(ws))["type"] == "error"  # type: ignore[index]
+    igloo.hub.publish("info", "still alive")
+    assert (await read_frame(ws))["message"] == "still alive"  # type: ignore[index]
+    ws.close()
+
+
+async def test_oversized_frame_closes_1009(igloo: Igloo) -> None:
+    ws = await igloo.ws_key()
+    await read_frame(ws)
+    await ws.write_message(json.dumps({"type": "ping", "pad": "x" * 5000}))
+    await read_until_closed(ws)
+    assert ws.close_code == 1009
+
+
+@pytest.mark.parametrize("overrides", [{"WS_CLIENT_RATE": "2"}])
+async def test_flood_closes_1008(igloo: Igloo) -> None:
+    ws = await igloo.ws_key()
+    await read_frame(ws)
+    for _ in range(20):
+        try:
+            await ws.write_message('{"type":"ping"}')
+        except tornado.websocket.WebSocketClosedError:
+            break
+    await read_until_closed(ws)
+    assert ws.close_code == 1008
+
+
+@pytest.mark.parametrize("overrides", [{"WS_MAX_PER_IP": "2"}])
+async def test_per_ip_cap(igloo: Igloo) -> None:
+    first, second = await igloo.ws_key(), await igloo.ws_key()
+    await expect_refused(igloo, 429, headers={"X-API-Key": API_KEY})
+    first.close()
+    await read_until_closed(first)
+    for _ in range(50):  # the slot comes back once the server has seen the close
+        if igloo.hub.sockets_pending_close() < 2:
+            break
+        await asyncio.sleep(0.02)
+    third = await igloo.ws_key()
+    second.close()
+    third.close()
+
+
+@pytest.mark.parametrize("overrides", [{"WS_MAX_CONNECTIONS": "1"}])
+async def test_total_cap(igloo: Igloo) -> None:
+    ws = await igloo.ws_key()
+    await expect_refused(igloo, 503, headers={"X-API-Key": API_KEY})
+    ws.close()
+
+
+async def test_logout_closes_sockets_4401(igloo: Igloo) -> None:
+    igloo.add_user()
+    cookie, session_id = await igloo.login()
+    ws = await igloo.ws(headers={"Cookie": cookie})
+    other = await igloo.ws_key()
+    await read_frame(ws)
+    await read_frame(other)
+    resp = await igloo.fetch("/api/auth/logout", method="POST", body=b"",
+                             headers={"X-Session-ID": session_id})
+    assert resp.code == 200
+    await read_until_closed(ws)
+    assert ws.close_code == 4401
+    sent = igloo.hub.publish("info", "api-key socket unaffected")
+    assert await read_frame(other) == sent
+    other.close()
+
+
+@pytest.mark.parametrize("overrides", [{"SESSION_TIMEOUT": "1"}])
+async def test_session_expiry_closes_socket_4401(igloo: Igloo) -> None:
+    igloo.add_user()
+    cookie, _ = await igloo.login()
+    ws = await igloo.ws(headers={"Cookie": cookie})
+    await read_frame(ws)
+    await read_until_closed(ws, timeout=3)
+    assert ws.close_code == 4401
