@@ -27,8 +27,11 @@ from handlers import routes
 from handlers.auth import LoginLimiter
 from handlers.base import VERSION
 from handlers.events import CLOSE_GOING_AWAY, MAX_CLIENT_FRAME, EventHub
+from node import NodeManager, NodeOptions
+from store.credentials import CredentialStore
 from store.db import Database
 from store.events import EventRing
+from store.policies import SqlitePolicyStore
 from store.sessions import SessionStore
 from store.users import BCRYPT_ROUNDS, UserError, UserStore
 
@@ -126,10 +129,32 @@ def startup_warnings(config: Settings) -> list[str]:
     return warnings
 
 
+def build_node(config: Settings, db: Database, hub: EventHub) -> NodeManager:
+    """The signing node's manager, wired to the one event publisher and the stores."""
+    options = NodeOptions(
+        sign_timeout=config.sign_timeout,
+        ping_interval=config.peer_ping_interval,
+        sign_budget=config.sign_budget,
+        sign_budget_window=config.sign_budget_window,
+        approval_mode=config.approval_mode,
+    )
+    credentials = CredentialStore(db, config.credentials_key) if config.credentials_key else None
+    return NodeManager(
+        emit=hub.publish,
+        options=options,
+        default_relays=list(config.effective_relays),
+        env_group=config.group_cred,
+        env_share=config.share_cred,
+        credential_store=credentials,
+        policy_store=SqlitePolicyStore(db),
+        demo_enabled=config.demo_enabled,
+    )
+
+
 async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT, then shut down gracefully; return the exit code."""
     db, hub = open_state(config)
-    node = None  # The node service is created here and given `hub.publish` as its event callback.
+    node = build_node(config, db, hub)
     app = build_application(config, db, hub, node)
     server = tornado.httpserver.HTTPServer(app, xheaders=config.trust_proxy)
     server.listen(config.host_port, config.host_name)
@@ -140,6 +165,7 @@ async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
     log.info("Igloo %s listening on http://%s:%d/ (data in %s)", VERSION, config.host_name,
              config.host_port, config.data_dir)
     hub.publish("system", "Igloo server started", {"version": VERSION, "expiredSessionsRemoved": purged})
+    await node.boot()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -151,6 +177,7 @@ async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
 
     log.info("shutting down")
     server.stop()
+    await node.stop()
     closed = hub.close_all(CLOSE_GOING_AWAY, "server shutting down")
     deadline = loop.time() + SHUTDOWN_GRACE
     while hub.sockets_pending_close() and loop.time() < deadline:

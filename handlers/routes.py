@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import auth, events, pages, status
+from handlers import api, auth, events, pages, status
 
 ROUTES: list[tuple[Any, ...]] = [
     *status.ROUTES,
     *auth.ROUTES,
     *events.ROUTES,
     *pages.ROUTES,
+    *api.ROUTES,
 ]
