@@ -145,8 +145,8 @@ def profile(op: str, iterations: int) -> None:
 def main() -> None:
     """Run both sides and print the Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iterations", type=int, default=50)
-    parser.add_argument("--repetitions", type=int, default=7)
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--profile", choices=sorted(LABELS), help="cProfile one Igloo operation instead")
     args = parser.parse_args()
