@@ -195,7 +195,9 @@ class NodeService:
         elif state in ("disconnected", "error", "closed"):
             self.emit("warn", f"Relay disconnected: {url}", {"url": url, "state": state})
 
-    def _on_eose(self, url: str, sub_id: str) -> None:
+    def _on_eose(self, first: str, second: str) -> None:
+        # The pool passes (sub_id, url); accept either order.
+        sub_id, url = (first, second) if first == SUB_ID else (second, first)
         if sub_id == SUB_ID and not self.ready:
             self.ready = True
             self.emit("ready", "Node is ready", {"pubkey": self.pubkey, "relay": url})
