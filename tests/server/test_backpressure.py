@@ -75,3 +75,28 @@ async def test_stalled_client_dropped_memory_flat(igloo: Igloo) -> None:
     assert max_unsent <= igloo.config.ws_max_buffer + EVENT_BYTES + 64
     assert max(latencies) < 0.5
     slow.close()
+
+
+@pytest.mark.parametrize("overrides", [{"WS_PING_INTERVAL": "0.2", "WS_PING_TIMEOUT": "0.3"}])
+async def test_protocol_ping_finds_dead_clients(igloo: Igloo) -> None:
+    loop = asyncio.get_running_loop()
+    dead = await loop.run_in_executor(None, stalled_client, igloo.port)  # never answers pings
+    for _ in range(100):
+        if igloo.hub.connection_count == 1:
+            break
+        await asyncio.sleep(0.01)
+    [dead_handler] = igloo.hub.sockets()
+    live = await igloo.ws_key()  # tornado's client answers pings
+    await read_frame(live)
+    deadline = time.monotonic() + 3
+    # After the ping timeout the server starts the closing handshake; the next publish drops the socket.
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        sent = igloo.hub.publish("info", "tick")
+        assert await read_frame(live) == sent
+        if igloo.hub.connection_count == 1:
+            break
+    assert igloo.hub.connection_count == 1
+    assert dead_handler.ws_connection is None or dead_handler.ws_connection.is_closing()
+    dead.close()
+    live.close()
