@@ -161,6 +161,7 @@ class RelayHandler(websocket.WebSocketHandler):
         self._bucket = _TokenBucket(self.limits.event_rate, self.limits.event_burst)
         self._pending = 0
         self._closing = False
+        self.hub.register(self)
 
     def on_close(self) -> None:
         """A client went away: drop its subscriptions."""
@@ -242,6 +243,11 @@ class RelayHandler(websocket.WebSocketHandler):
         for data in hub.query(msg.filters):
             self.send_frame(prefix + data + b"]")
         self._send_text(build_eose(msg.sub_id))
+
+    def shutdown(self, code: int, reason: str) -> None:
+        """Close this client connection (used by ``RelayHub.close_all``)."""
+        self._closing = True
+        self.close(code, reason)
 
     # ----- sending with a bounded buffer ------------------------------------------------------
 

@@ -63,6 +63,9 @@ class Connection(Protocol):
     def send_frame(self, frame: bytes) -> None:
         """Queue one text frame (already UTF-8) for the client; never raises."""
 
+    def shutdown(self, code: int, reason: str) -> None:
+        """Close the connection with this WebSocket close code."""
+
 
 def is_ephemeral(kind: int) -> bool:
     """NIP-01 ephemeral kinds: delivered, never stored."""
@@ -115,6 +118,7 @@ class RelayHub:
         self._replaceable: dict[tuple[Any, ...], str] = {}
         self._ephemeral_seen: OrderedDict[str, None] = OrderedDict()
         self._conns: dict[Connection, dict[str, _Sub]] = {}
+        self._open: set[Connection] = set()
         self._by_id: dict[Any, set[_Entry]] = {}
         self._by_tag: dict[Any, set[_Entry]] = {}
         self._by_author: dict[Any, set[_Entry]] = {}
@@ -270,10 +274,25 @@ class RelayHub:
         """Live subscriptions of one connection."""
         return len(self._conns.get(conn, {}))
 
+    def register(self, conn: Connection) -> None:
+        """Remember an open connection (so ``close_all`` can reach it)."""
+        self._open.add(conn)
+
     def drop_connection(self, conn: Connection) -> None:
-        """Forget every subscription of a connection that went away."""
+        """Forget a connection that went away, with every subscription it had."""
+        self._open.discard(conn)
         for sub in self._conns.pop(conn, {}).values():
             self._unindex(sub)
+
+    def open_count(self) -> int:
+        """Open client connections."""
+        return len(self._open)
+
+    def close_all(self, code: int = 1001, reason: str = "relay shutting down") -> None:
+        """Close every client connection (server shutdown)."""
+        for conn in list(self._open):
+            self.drop_connection(conn)
+            conn.shutdown(code, reason)
 
     def connections(self) -> list[Connection]:
         """Connections that hold at least one subscription."""

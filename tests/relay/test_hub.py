@@ -14,9 +14,13 @@ class Conn:
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
+        self.closed: tuple[int, str] | None = None
 
     def send_frame(self, frame: bytes) -> None:
         self.frames.append(frame)
+
+    def shutdown(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
 
 
 class Clock:
@@ -101,3 +105,14 @@ def test_unsubscribe_and_drop_clear_the_index() -> None:
     hub.add_event(make_event(0))
     assert conn.frames == []
     assert hub.connections() == []
+
+
+def test_close_all_closes_every_open_connection() -> None:
+    hub = RelayHub()
+    quiet, busy = Conn(), Conn()
+    hub.register(quiet)
+    hub.register(busy)
+    hub.subscribe(busy, "s", [Filter()])
+    hub.close_all()
+    assert quiet.closed == busy.closed == (1001, "relay shutting down")
+    assert hub.open_count() == 0 and hub.connections() == []
