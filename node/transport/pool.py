@@ -1,0 +1,242 @@
+"""Many relays behind one interface: subscribe everywhere, publish everywhere, deliver each event once.
+
+Incoming events are checked before the node sees them: the subscription must be ours, the event
+must match that subscription's filters, and its id and BIP-340 signature must verify. Events are
+then deduplicated by id across relays (a bounded LRU of verified ids, so a relay that sends a
+forged copy first cannot suppress the genuine one). A publish succeeds as soon as one relay
+accepts it (spec §5.1: waiting for all of them lets one bad relay fail every publish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from node.nostr.event import Event, verify_event
+from node.nostr.filters import Filter, matches_any
+from node.nostr.messages import (
+    RelayClosed,
+    RelayEose,
+    RelayEvent,
+    RelayMessage,
+    RelayNotice,
+    build_close,
+    build_event,
+    build_req,
+)
+from node.transport.relay import CONNECTED, RelayConnection
+
+log = logging.getLogger("igloo.transport")
+
+
+class RelayPool:
+    """Connections to a fixed set of relays, with shared subscriptions and cross-relay dedupe."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        on_event: Callable[[Event, str], None],
+        on_state: Callable[[str, str], None] | None = None,
+        on_eose: Callable[[str, str], None] | None = None,
+        connect_timeout: float = 5.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        dedupe_size: int = 10000,
+        max_message_size: int = 256 * 1024,
+        ping_interval: float | None = 30.0,
+    ) -> None:
+        self._on_event = on_event
+        self._on_state = on_state
+        self._on_eose = on_eose
+        self._subscriptions: dict[str, list[dict[str, Any]]] = {}
+        self._filters: dict[str, list[Filter]] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._dedupe_size = dedupe_size
+        self._any_connected = asyncio.Event()
+        self._started = False
+        self._publishing: set[asyncio.Future[tuple[bool, str]]] = set()
+        self._conns = [
+            RelayConnection(
+                url,
+                subscriptions=self._subscriptions,
+                on_message=self._message,
+                on_state=self._state,
+                connect_timeout=connect_timeout,
+                backoff_initial=backoff_initial,
+                backoff_max=backoff_max,
+                max_message_size=max_message_size,
+                ping_interval=ping_interval,
+            )
+            for url in dict.fromkeys(urls)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        """The relay URLs, in order, without duplicates."""
+        return [conn.url for conn in self._conns]
+
+    def start(self) -> None:
+        """Connect every relay in the background; returns at once."""
+        if self._started:
+            return
+        self._started = True
+        for conn in self._conns:
+            conn.start()
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """True once any relay is connected; False if none is within ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._any_connected.wait(), max(timeout, 0.0))
+        except TimeoutError:
+            return False
+        return True
+
+    def subscribe(self, sub_id: str, filters: list[dict[str, Any]]) -> None:
+        """Subscribe on every relay now and after every reconnect (same id replaces)."""
+        parsed = [Filter.from_json(flt) for flt in filters]
+        frame = build_req(sub_id, filters)
+        self._subscriptions[sub_id] = [dict(flt) for flt in filters]
+        self._filters[sub_id] = parsed
+        for conn in self._conns:
+            conn.send(frame)
+
+    def unsubscribe(self, sub_id: str) -> None:
+        """Forget a subscription and CLOSE it on every connected relay."""
+        if self._subscriptions.pop(sub_id, None) is None:
+            return
+        self._filters.pop(sub_id, None)
+        frame = build_close(sub_id)
+        for conn in self._conns:
+            conn.send(frame)
+
+    async def publish(self, event: Event, timeout: float = 5.0) -> list[str]:
+        """Send to every relay; return as soon as one accepts (the URLs that have accepted so far).
+
+        Returns ``[]`` when every relay refused or failed, or nobody accepted within ``timeout``.
+        Relays still pending keep their copy of the event; their answers are only logged.
+        """
+        if not self._conns:
+            return []
+        frame = build_event(event)
+        tasks = {
+            asyncio.ensure_future(conn.publish(event.id, frame, timeout)): conn.url for conn in self._conns
+        }
+        for task, url in tasks.items():
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+            task.add_done_callback(functools.partial(self._log_publish, url=url))
+        pending = set(tasks)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while pending:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            _, pending = await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            accepted = [url for task, url in tasks.items() if _accepted(task)]
+            if accepted:
+                return accepted
+        return []
+
+    @staticmethod
+    def _log_publish(done: asyncio.Future[tuple[bool, str]], url: str) -> None:
+        if done.cancelled():
+            return
+        if done.exception() is not None:
+            log.debug("transport: publish to %s failed: %s", url, type(done.exception()).__name__)
+        elif not done.result()[0]:
+            log.debug("transport: %s did not accept an event: %s", url, done.result()[1][:120])
+
+    def status(self) -> list[dict[str, Any]]:
+        """One entry per relay: url, state, connected, lastError, reconnects, connectedAt."""
+        return [
+            {
+                "url": conn.url,
+                "state": conn.state,
+                "connected": conn.state == CONNECTED,
+                "lastError": conn.last_error,
+                "reconnects": conn.reconnects,
+                "connectedAt": conn.connected_at,
+            }
+            for conn in self._conns
+        ]
+
+    async def close(self) -> None:
+        """Close every connection; pending publishes finish with failure."""
+        for conn in self._conns:
+            with contextlib.suppress(Exception):
+                await conn.close()
+        tasks = list(self._publishing)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._any_connected.clear()
+
+    # ----- callbacks from connections ---------------------------------------------------------
+
+    def _state(self, conn: RelayConnection) -> None:
+        if any(c.state == CONNECTED for c in self._conns):
+            self._any_connected.set()
+        else:
+            self._any_connected.clear()
+        if self._on_state is not None:
+            try:
+                self._on_state(conn.url, conn.state)
+            except Exception as exc:  # noqa: BLE001 - a callback or a socket must not end the loop
+                _callback_failed("on_state", exc)
+
+    def _message(self, message: RelayMessage, conn: RelayConnection) -> None:
+        if isinstance(message, RelayEvent):
+            self._incoming(message, conn)
+        elif isinstance(message, RelayEose):
+            if message.sub_id in self._subscriptions and self._on_eose is not None:
+                try:
+                    self._on_eose(message.sub_id, conn.url)
+                except Exception as exc:  # noqa: BLE001 - a callback or a socket must not end the loop
+                    _callback_failed("on_eose", exc)
+        elif isinstance(message, RelayClosed):
+            log.debug(
+                "transport: %s closed subscription %s: %s", conn.url, message.sub_id, message.message[:80]
+            )
+        elif isinstance(message, RelayNotice):
+            log.debug("transport: notice from %s: %s", conn.url, message.message[:120])
+
+    def _incoming(self, message: RelayEvent, conn: RelayConnection) -> None:
+        event = message.event
+        filters = self._filters.get(message.sub_id)
+        if filters is None:
+            return  # a subscription we closed; late events are normal
+        if event.id in self._seen:
+            self._seen.move_to_end(event.id)
+            return
+        if not matches_any(filters, event):
+            conn.note_bad_frame("event does not match the subscription")
+            return
+        try:
+            verify_event(event)
+        except ValueError as exc:
+            conn.note_bad_frame(str(exc))
+            return
+        self._seen[event.id] = None
+        while len(self._seen) > self._dedupe_size:
+            self._seen.popitem(last=False)
+        try:
+            self._on_event(event, conn.url)
+        except Exception as exc:  # noqa: BLE001 - a callback or a socket must not end the loop
+            _callback_failed("on_event", exc)
+
+
+def _accepted(task: asyncio.Future[tuple[bool, str]]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None and task.result()[0]
+
+
+def _callback_failed(name: str, exc: Exception) -> None:
+    # The exception text may come from the node and carry data; only its type is logged above debug.
+    log.warning("transport: %s callback raised %s", name, type(exc).__name__)
+    log.debug("transport: %s callback traceback", name, exc_info=exc)
