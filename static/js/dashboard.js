@@ -138,6 +138,25 @@
   }
   E.on('ready', function () { setRunning(true, 'Signer running'); });
 
+  /* ---------------------------------------------------------------- relay states */
+
+  // Relay events carry data.url (and data.state when known); keep the relay list's dots current.
+  E.on('*', function (frame) {
+    var d = frame.data;
+    if (!d || typeof d.url !== 'string') return;
+    var rows = document.querySelectorAll('#relays [data-relay]');
+    for (var i = 0; i < rows.length; i++) {
+      if (rows[i].getAttribute('data-relay') !== d.url) continue;
+      var st = typeof d.state === 'string' ? d.state
+        : (/disconnected/i.test(frame.message || '') ? 'disconnected'
+          : (/connected/i.test(frame.message || '') ? 'connected' : null));
+      if (!st) return;
+      rows[i].setAttribute('data-state', st);
+      var pill = rows[i].querySelector('.pill');
+      if (pill) { pill.textContent = st; pill.hidden = false; }
+    }
+  });
+
   /* ---------------------------------------------------------------- peers panel */
 
   var panel = $('#peers');

@@ -113,6 +113,9 @@
     var frame;
     try { frame = JSON.parse(ev.data); } catch (err) { return; }
     if (!frame || typeof frame !== 'object' || typeof frame.type !== 'string') return;
+    if (frame.type === 'system' && frame.data && frame.data.reset === true && typeof frame.data.lastSeq === 'number') {
+      lastSeq = frame.data.lastSeq;   // the server lost its history: follow its numbering from here on
+    }
     if (typeof frame.seq === 'number') {
       if (lastSeq !== null && frame.seq <= lastSeq) return;   // already seen (replay overlap)
       lastSeq = frame.seq;
