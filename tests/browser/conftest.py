@@ -137,7 +137,7 @@ class IglooProcess:
             body = json.loads(err.read() or b"{}")
         return body
 
-    def publish_event(self, type_: str = "info", message: str = "browser test event", data: Any = None) -> int:
+    def publish_event(self, type_: str = "info", message: str = "browser test", data: Any = None) -> int:
         """Publish one event through the server's EventHub; return its seq."""
         req = urllib.request.Request(
             self.base + "/__test__/publish",

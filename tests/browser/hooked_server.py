@@ -42,7 +42,8 @@ _build_application = server.build_application
 def build_application(config: Any, db: Any, events: Any, node: Any = None, **kwargs: Any) -> Any:
     """The real application plus the publish hook."""
     app = _build_application(config, db, events, node, **kwargs)
-    hook = tornado.routing.Rule(tornado.routing.PathMatches(r"/__test__/publish"), PublishHook, {"hub": events})
+    path = tornado.routing.PathMatches(r"/__test__/publish")
+    hook = tornado.routing.Rule(path, PublishHook, {"hub": events})
     app.wildcard_router.rules.insert(0, hook)
     return app
 
