@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import api, auth, events, pages, status
+from handlers import api, auth, events, pages, relay, status
 
 ROUTES: list[tuple[Any, ...]] = [
     *status.ROUTES,
@@ -12,4 +12,5 @@ ROUTES: list[tuple[Any, ...]] = [
     *events.ROUTES,
     *pages.ROUTES,
     *api.ROUTES,
+    *relay.ROUTES,
 ]
