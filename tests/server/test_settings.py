@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -93,3 +94,17 @@ def test_credentials_key_sources(tmp_path: Path) -> None:
     got = Settings.from_env(env(tmp_path, CREDENTIALS_DIRECTORY=str(creddir))).credentials_key
     assert got == bytes(32 * [7])
     assert not (tmp_path / "data" / "credentials.key").exists()
+
+
+def test_env_example_documents_every_variable(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    source = (root / "config" / "settings.py").read_text()
+    example = (root / "config" / "igloo.env.example").read_text()
+    names = set(re.findall(r'env\.(?:get|raw)\("([A-Z_]+)"', source)) - {"CREDENTIALS_DIRECTORY"}
+    assert len(names) > 30
+    documented = set(re.findall(r"^#?([A-Z_]+)=", example, re.MULTILINE))
+    assert names <= documented, names - documented
+    # The uncommented values are the defaults and must load.
+    values = dict(line.split("=", 1) for line in example.splitlines() if re.match(r"^[A-Z_]+=", line))
+    values["DATA_DIR"] = str(tmp_path)
+    assert Settings.from_env(values) == Settings.from_env({"DATA_DIR": str(tmp_path)})
