@@ -33,7 +33,8 @@ def _scalar(k: int) -> bytes:
 
 
 # Parsing a compressed point costs a field square root; group commits and session nonces are
-# parsed again and again, so parsed public points are kept (bounded; public values only).
+# parsed again and again, so parsed points are kept (bounded). Only inputs and the outputs of
+# tweak_points/lin_comb (public nonces) enter it, never an ECDH result.
 _PARSED: dict[bytes, PublicKey] = {}
 _PARSED_MAX = 4096
 
@@ -60,6 +61,13 @@ def _emit(key: PublicKey) -> bytes:
     return point
 
 
+def _seckey(seckey: bytes) -> bytes:
+    # coincurve left-pads short byte strings; a secret key must be exactly 32 bytes in 1..n-1.
+    if len(seckey) != 32 or not 0 < int_from(seckey) < N:
+        raise ValueError("secret key must be 32 bytes in 1..n-1")
+    return seckey
+
+
 def is_valid_point(point: bytes) -> bool:
     """True when ``point`` is a 33-byte compressed point on the curve."""
     try:
@@ -78,19 +86,21 @@ def require_point(point: bytes, what: str = "point") -> bytes:
 
 def base_mul(k: int) -> bytes:
     """``k·G`` as a compressed point (constant time in ``k``)."""
-    return PrivateKey(_scalar(k)).public_key.format()
+    # PublicKey.from_valid_secret: one constant-time generator multiplication (PrivateKey()
+    # would also build a keypair, a second one).
+    return PublicKey.from_valid_secret(_scalar(k)).format()
 
 
 def point_mul(point: bytes, k: int) -> bytes:
     """``k·P`` as a compressed point (constant time in ``k``)."""
-    return _emit(_parse(point).multiply(_scalar(k)))
+    return _parse(point).multiply(_scalar(k)).format()
 
 
 def point_add(*points: bytes) -> bytes:
     """The sum of the points; raises ``ValueError`` when it is the point at infinity."""
     if len(points) == 1:
         return _parse(points[0]).format()
-    return _emit(PublicKey.combine_keys([_parse(p) for p in points]))
+    return PublicKey.combine_keys([_parse(p) for p in points]).format()
 
 
 def point_add_base(point: bytes, t: int) -> bytes:
@@ -98,20 +108,26 @@ def point_add_base(point: bytes, t: int) -> bytes:
     t %= N
     if t == 0:
         return point
-    return _emit(_parse(point).add(bytes32(t)))
+    return _parse(point).add(bytes32(t)).format()
 
 
 def tweak_points(points: Sequence[bytes], t: int) -> list[bytes]:
-    """``[P + t·G for P in points]`` computing ``t·G`` only once; ``t`` may be zero."""
+    """``[P + t·G for P in points]`` computing ``t·G`` only once; ``t`` may be zero.
+
+    For public points only (session nonces): the results are kept in the parse cache.
+    """
     t %= N
     if t == 0:
         return [_parse(p).format() for p in points]
-    tg = PrivateKey(bytes32(t)).public_key
+    tg = PublicKey.from_valid_secret(bytes32(t))
     return [_emit(PublicKey.combine_keys([_parse(p), tg])) for p in points]
 
 
 def lin_comb(terms: Sequence[tuple[bytes, int]]) -> bytes:
-    """``Σ k·P`` over ``(P, k)`` pairs (``k == 1`` skips the multiplication); raises at infinity."""
+    """``Σ k·P`` over ``(P, k)`` pairs (``k == 1`` skips the multiplication); raises at infinity.
+
+    For public points only (nonce sums, verification): the result is kept in the parse cache.
+    """
     keys: list[PublicKey] = []
     for point, k in terms:
         key = _parse(point)
@@ -152,12 +168,12 @@ def as_point(key: bytes) -> bytes:
 
 def pubkey_of(seckey: bytes) -> bytes:
     """The compressed public key of a 32-byte secret key."""
-    return PrivateKey(seckey).public_key.format()
+    return PublicKey.from_secret(_seckey(seckey)).format()
 
 
 def ecdh_point(seckey: bytes, pubkey: bytes) -> bytes:
     """``seckey · P`` as a compressed point, ``P`` given compressed or x-only (even y)."""
-    return _parse(as_point(pubkey)).multiply(seckey).format()
+    return _parse(as_point(pubkey)).multiply(_seckey(seckey)).format()
 
 
 def ecdh_x(seckey: bytes, pubkey: bytes) -> bytes:
@@ -167,7 +183,7 @@ def ecdh_x(seckey: bytes, pubkey: bytes) -> bytes:
 
 def schnorr_sign(seckey: bytes, msg32: bytes, aux32: bytes) -> bytes:
     """BIP-340 signature over a 32-byte message with 32 bytes of auxiliary randomness."""
-    return PrivateKey(seckey).sign_schnorr(msg32, aux_randomness=aux32)
+    return PrivateKey(_seckey(seckey)).sign_schnorr(msg32, aux_randomness=aux32)
 
 
 def schnorr_verify(xonly_pub: bytes, msg32: bytes, sig64: bytes) -> bool:

@@ -33,7 +33,7 @@ def expand_message_xmd(msg: bytes, dst: bytes, len_in_bytes: int) -> bytes:
     b0 = sha256(_Z_PAD, msg, len_in_bytes.to_bytes(2, "big"), b"\x00", dst_prime)
     blocks = [sha256(b0, b"\x01", dst_prime)]
     for i in range(2, ell + 1):
-        mixed = bytes(x ^ y for x, y in zip(b0, blocks[-1], strict=True))
+        mixed = (int.from_bytes(b0, "big") ^ int.from_bytes(blocks[-1], "big")).to_bytes(32, "big")
         blocks.append(sha256(mixed, bytes([i]), dst_prime))
     return b"".join(blocks)[:len_in_bytes]
 
