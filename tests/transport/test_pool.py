@@ -273,3 +273,33 @@ async def test_unsubscribe_and_raising_callbacks(
     await client.publish(frostr_event(0, 1, "3"))
     await asyncio.sleep(0.1)
     assert len(seen) == 2
+
+
+async def test_tarpit_relay_times_out_without_stalling_others(
+    io_loop: Any, servers: list[LocalServer], pools: list[RelayPool]
+) -> None:
+    # Accepts TCP connections and never answers the WebSocket handshake.
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    tarpit = await asyncio.start_server(hold, "127.0.0.1", 0)
+    tarpit_url = f"ws://127.0.0.1:{tarpit.sockets[0].getsockname()[1]}/"
+    good = LocalServer(relay_app).start()
+    servers.append(good)
+    rec = Recorder()
+    pool = make_pool(pools, [tarpit_url, good.url], rec, connect_timeout=0.3)
+    pool.subscribe("node", [node_filter(1)])
+    pool.start()
+    try:
+        assert await pool.wait_connected(2)
+        event = frostr_event(0, 1)
+        assert await pool.publish(event, timeout=2) == [good.url]
+        await until(lambda: pool.status()[0]["lastError"] is not None)
+        assert "imeout" in pool.status()[0]["lastError"]
+        assert pool.status()[0]["connected"] is False and accepted
+    finally:
+        tarpit.close()
+        for writer in accepted:
+            writer.close()
