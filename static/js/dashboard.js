@@ -77,6 +77,17 @@
     filterEl.add(opt, at < opts.length ? opts[at] : null);
   }
 
+  /** A one-line summary for frames that come without a message (peer status and ping updates). */
+  function describe(frame) {
+    var d = frame.data || {};
+    var st = d.status || {};
+    var pk = st.pubkey || d.pubkey;
+    if (!pk) return '';
+    var text = 'Peer ' + shortKey(pk) + (st.online === true ? ' online' : (st.online === false ? ' offline' : ''));
+    if (typeof st.latency === 'number' && st.latency > 0) text += ', ' + Math.round(st.latency) + ' ms';
+    return text;
+  }
+
   function renderRow(frame) {
     var row = el('li', 'ev');
     row.setAttribute('data-type', frame.type);
@@ -86,7 +97,7 @@
     if (frame.timestamp) time.dateTime = frame.timestamp;
     head.appendChild(time);
     head.appendChild(el('span', 'badge ev-type t-' + frame.type.replace(/[^a-z0-9-]/gi, ''), frame.type));
-    head.appendChild(el('span', 'ev-msg', frame.message || ''));
+    head.appendChild(el('span', 'ev-msg', frame.message || describe(frame)));
     if (typeof frame.seq === 'number') head.appendChild(el('span', 'ev-seq', '#' + frame.seq));
     row.appendChild(head);
     if (frame.data !== undefined && frame.data !== null) {

@@ -261,8 +261,16 @@ def test_duplicates_and_null_seq_frames(open_tab: Any) -> None:
     expect(page.locator(ROWS, has_text="probe: older than the newest")).to_have_count(0)
     assert tab.js("IglooEvents.lastSeq") == last + 1000
 
+    # The DOM keeps the newest 500 rows.
+    sock.send(json.dumps({"type": "warn", "message": "bulk", "seq": last + 1002}))
+    for i in range(1, 520):
+        push(f"bulk {i}", last + 1002 + i)
+    expect(page.locator(ROWS).first).to_contain_text("bulk 519")
+    expect(page.locator(ROWS)).to_have_count(500)
+    expect(page.locator("[data-log-count]")).to_have_text("500 events")
+
     # `data` expands as pretty JSON.
-    push("probe: with data", last + 1001, "sign", {"session": {"members": [1, 3]}})
+    push("probe: with data", last + 2000, "sign", {"session": {"members": [1, 3]}})
     row = page.locator(ROWS, has_text="probe: with data")
     row.locator("summary").click()
     expect(row.locator("pre")).to_contain_text('"members": [\n      1,')
@@ -293,11 +301,13 @@ def test_peers_panel_snapshot_and_live_updates(open_tab: Any) -> None:
     expect(peer).to_have_attribute("data-online", "true")
     expect(peer).to_contain_text("42 ms")
     online = int(panel.locator("[data-peer-online]").inner_text())
-    frame["type"] = "peer-ping-internal"
+    frame.update(type="peer-ping-internal", message="")   # the node sends these without a message
     frame["data"]["status"].update(online=False, latency=0)
     tab.routes[-1].send(json.dumps(frame))
     expect(peer).to_have_attribute("data-online", "false")
     expect(panel.locator("[data-peer-online]")).to_have_text(str(online - 1))
+    row = page.locator(f'{ROWS}[data-type="peer-ping-internal"]').first
+    expect(row).to_contain_text(f"Peer {'ab' * 4}…{'ab' * 4} offline")
 
 
 def test_filter_by_type_and_clear(open_tab: Any, igloo: IglooProcess) -> None:
