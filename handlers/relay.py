@@ -139,6 +139,10 @@ class RelayHandler(websocket.WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Upgrade to the relay, or serve NIP-11, or send a browser to the dashboard."""
         if self.request.headers.get("Upgrade", "").lower() == "websocket":
+            if self.hub.open_count() >= self.limits.max_connections:
+                self.set_status(503)
+                self.finish("relay is full")
+                return
             await super().get(*args, **kwargs)
             return
         if "application/nostr+json" in self.request.headers.get("Accept", ""):

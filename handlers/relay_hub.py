@@ -33,6 +33,7 @@ class RelayLimits:
     """Bounds of the embedded relay (published in NIP-11 where NIP-11 has a name for them)."""
 
     max_events: int = 10_000
+    max_connections: int = 1000
     max_age: float = 3600.0
     max_message_length: int = 128 * 1024
     max_subscriptions: int = 20

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
+import tornado.web
 from tornado.httpclient import HTTPClientError
 
 from handlers.relay_hub import RelayLimits
@@ -22,6 +24,7 @@ LIMITS = RelayLimits(
     max_message_length=64 * 1024,
     event_rate=5.0,
     event_burst=30.0,
+    max_connections=3,
 )
 
 
@@ -78,3 +81,20 @@ async def test_event_rate_limit(relay_url: str) -> None:
     assert 5 <= len(refused) <= 10
     assert all(r[3].startswith("rate-limited:") for r in refused)
     assert all(r[2] is True for r in replies[:30])
+
+
+async def test_connection_cap_refuses_upgrades_until_one_leaves(
+    relay_url: str, app: tornado.web.Application
+) -> None:
+    clients = [await RelayClient.connect(relay_url) for _ in range(3)]
+    with pytest.raises(HTTPClientError) as info:
+        await RelayClient.connect(relay_url)
+    assert info.value.code == 503
+    clients[0].close()
+    hub = app.settings["relay_hub"]
+    for _ in range(200):
+        if hub.open_count() < 3:
+            break
+        await asyncio.sleep(0.01)
+    late = await RelayClient.connect(relay_url)
+    assert await late.req("s", {"kinds": [1]}) == []
