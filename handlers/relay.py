@@ -181,6 +181,8 @@ class RelayHandler(websocket.WebSocketHandler):
             self._send_text(build_notice("error: internal error"))
 
     def _handle(self, message: str | bytes) -> None:
+        if self._closing:
+            return  # being closed (slow reader, shutdown): nothing more is registered for it
         if isinstance(message, bytes):
             self._send_text(build_notice("invalid: binary frames are not supported"))
             return
