@@ -162,6 +162,9 @@ class RelayHandler(websocket.WebSocketHandler):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         """A client connected."""
+        # Relay traffic is small request/response frames: Nagle plus delayed ACKs would hold each one
+        # back by up to 40 ms on a connection with unacknowledged data.
+        self.set_nodelay(True)
         self._bucket = _TokenBucket(self.limits.event_rate, self.limits.event_burst)
         self._pending = 0
         self._closing = False

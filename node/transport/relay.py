@@ -185,6 +185,8 @@ class RelayConnection:
 
     async def _session(self, ws: websocket.WebSocketClientConnection) -> str | None:
         self._ws = ws
+        if ws.protocol is not None:
+            ws.protocol.set_nodelay(True)  # small request/response frames: no Nagle delay
         self._bad_frames = 0
         self.connected_at = _iso_now()
         self._set_state(CONNECTED)
