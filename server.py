@@ -23,7 +23,7 @@ import tornado.httpserver
 import tornado.web
 
 from config.settings import ConfigError, Settings, read_or_create_secret_file
-from handlers import routes
+from handlers import pages, routes
 from handlers.auth import LoginLimiter
 from handlers.base import VERSION
 from handlers.events import CLOSE_GOING_AWAY, MAX_CLIENT_FRAME, EventHub
@@ -110,6 +110,7 @@ def build_application(
         "websocket_ping_timeout": config.ws_ping_timeout,
         "websocket_max_message_size": MAX_CLIENT_FRAME,
         "compress_response": False,
+        "default_handler_class": pages.NotFoundPage,
     }
     settings.update(extra_settings or {})
     return tornado.web.Application(routes.ROUTES, **settings)

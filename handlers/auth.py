@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from handlers.base import ApiHandler, BaseHandler, Principal, constant_time_equal
+from handlers.base import ApiHandler, AuthMixin, BaseHandler, Principal, constant_time_equal
 from store.users import User, UserError
 
 LOCKED_MESSAGE = (
@@ -80,6 +80,13 @@ def safe_next(value: str | None) -> str:
     return value
 
 
+def announce_logout(handler: AuthMixin) -> None:
+    """Publish a logout event for a session user (API-key callers have nothing to log out)."""
+    principal = handler.principal
+    if principal is not None and principal.kind == "session":
+        handler.events.publish("info", "User logged out", {"username": principal.username})
+
+
 class LoginMixin(BaseHandler):
     """The login steps shared by the HTML form and the JSON endpoint."""
 
@@ -103,8 +110,10 @@ class LoginMixin(BaseHandler):
             return LoginOutcome(None, 400, str(exc))
         if user is None:
             self.limiter.fail(ip)
+            self.events.publish("warn", "Login failed", {"username": username[:64], "address": ip})
             return LoginOutcome(None, 401, "Invalid credentials")
         self.limiter.reset(ip)
+        self.events.publish("info", "User logged in", {"username": user.username, "address": ip})
         return LoginOutcome(user)
 
     def start_session(self, user: User) -> str:
@@ -148,6 +157,7 @@ class LogoutPage(BaseHandler):
 
     def post(self) -> None:
         """Log out."""
+        announce_logout(self)
         self.end_session(self.principal)
         self.redirect("/login")
 
@@ -208,6 +218,7 @@ class OnboardingPage(LoginMixin):
             self.render_onboarding(str(exc))
             return
         self.limiter.reset(ip)
+        self.events.publish("info", "Administrator account created", {"username": user.username})
         self.start_session(user)
         self.redirect("/dashboard")
 
@@ -251,6 +262,7 @@ class LogoutApi(ApiHandler):
 
     def post(self) -> None:
         """Log out (succeeds even when not logged in)."""
+        announce_logout(self)
         self.end_session(self.principal)
         self.write_json({"success": True})
 

@@ -23,6 +23,7 @@ from node.crypto.credentials import (
 )
 from node.crypto.keygen import generate_dealer_pkg_gen
 from node.events import Emit, safe_data
+from node.nostr.nip19 import npub_encode
 from node.policy import PolicyStore
 from node.service import NodeOptions, NodeService, PoolFactory
 
@@ -272,6 +273,7 @@ class NodeManager:
             status["relays"] = [{"url": url, "state": "idle", "connected": False} for url in self.relays()]
             return status
         status.update(self.service.status())
+        status["groupNpub"] = npub_encode(bytes.fromhex(self.service.group_pubkey))
         status["hasCredentials"] = self.has_credentials() or self.demo
         status["relays"] = status["relays"] or [
             {"url": url, "state": "connecting", "connected": False} for url in self.service.relays
