@@ -3,6 +3,11 @@
 Every published event is serialized once, kept in the persisted ring, wrapped in one WebSocket frame, and
 that same frame is written to every open (uncompressed) socket. Per-connection frames (greeting, pong,
 error reply, gap notice) carry ``"seq": null``.
+
+An event is stored before it is delivered: ``publish`` queues the event, and once per IOLoop turn the queued
+events are written to SQLite in one transaction (WAL, synchronous=NORMAL: a commit survives the process being
+killed) and only then fanned out. When the database cannot be written (locked, disk full) events are still
+delivered from memory, an ``error`` event says so, and the write is retried every ``STORAGE_RETRY`` seconds.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ log = logging.getLogger("igloo.events")
 
 RECENT_ON_CONNECT = 100  # events a client connecting without ?since= receives before live ones
 MAX_CLIENT_FRAME = 4096
-FLUSH_DELAY = 0.2  # seconds between a publish and the batched SQLite write
+STORAGE_RETRY = 1.0  # seconds between attempts to write the event log while the database refuses writes
 CREDENTIAL_PROTOCOLS = ("apikey.", "bearer.", "session.")
 
 CLOSE_NORMAL = 1000
@@ -99,7 +104,10 @@ class EventHub:
         self.connection_count = 0
         self._per_ip: dict[str, int] = {}
         self._reserved = 0
-        self._flush_handle: object | None = None
+        self._retry_handle: object | None = None
+        self._outbox: list[tuple[int, bytes, bytes]] = []
+        self._tick_scheduled = False
+        self.storage_error: str | None = None  # why the event log cannot be written right now
         self._sweeper: tornado.ioloop.PeriodicCallback | None = None
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
 
@@ -117,9 +125,9 @@ class EventHub:
         if self._sweeper is not None:
             self._sweeper.stop()
             self._sweeper = None
-        if self._flush_handle is not None:
-            tornado.ioloop.IOLoop.current().remove_timeout(self._flush_handle)
-            self._flush_handle = None
+        if self._retry_handle is not None:
+            tornado.ioloop.IOLoop.current().remove_timeout(self._retry_handle)
+            self._retry_handle = None
         self.ring.flush()
 
     @property
@@ -143,8 +151,10 @@ class EventHub:
         payload = encode_payload(frame_body(type, message, data, seq))
         body: dict[str, Any] = json.loads(payload)  # exactly what clients receive (data made JSON-safe)
         self.ring.append(StoredEvent(seq, payload))
-        self._schedule_flush()
-        self._broadcast(payload)
+        self._outbox.append((seq, payload, websocket_text_frame(payload)))
+        if not self._tick_scheduled:
+            self._tick_scheduled = True
+            tornado.ioloop.IOLoop.current().add_callback(self._deliver)
         for listener in list(self._listeners):
             try:
                 listener(body)
@@ -156,21 +166,43 @@ class EventHub:
         """Call ``listener(body)`` for every published event (in-process consumers, tests)."""
         self._listeners.append(listener)
 
-    def _broadcast(self, payload: bytes) -> None:
-        frame = websocket_text_frame(payload)
-        for sock in list(EventStreamHandler.open_sockets):
-            if sock.hub is self:
-                sock.send_shared(frame, payload)
+    def _deliver(self) -> None:
+        """Once per IOLoop turn: write the queued events to SQLite, then send them to every socket."""
+        self._tick_scheduled = False
+        batch, self._outbox = self._outbox, []
+        self.make_durable()
+        sockets = [s for s in EventStreamHandler.open_sockets if s.hub is self]
+        for seq, payload, frame in batch:
+            for sock in sockets:
+                if seq > sock.sent_upto:  # a socket opened this turn already got it in its replay
+                    sock.sent_upto = seq
+                    sock.send_shared(frame, payload)
 
-    def _schedule_flush(self) -> None:
-        if self._flush_handle is None:
-            self._flush_handle = tornado.ioloop.IOLoop.current().call_later(FLUSH_DELAY, self._flush)
-
-    def _flush(self) -> None:
-        self._flush_handle = None
+    def make_durable(self) -> None:
+        """Write every queued event to SQLite now (skipped while a storage fault waits for its retry)."""
+        if self._retry_handle is not None or not self.ring.pending:
+            return
         self.ring.flush()
         if self.ring.pending:
-            self._schedule_flush()
+            self._storage_failed(self.ring.last_error or "write failed")
+        elif self.storage_error is not None:
+            self.storage_error = None
+            self.publish("info", "Event log is being written again", {"pending": 0})
+
+    def _storage_failed(self, reason: str) -> None:
+        first = self.storage_error is None
+        self.storage_error = reason
+        self._retry_handle = tornado.ioloop.IOLoop.current().call_later(STORAGE_RETRY, self._retry)
+        if first:
+            self.publish(
+                "error",
+                f"Event log cannot be written: {reason}",
+                {"reason": reason, "pending": self.ring.pending},
+            )
+
+    def _retry(self) -> None:
+        self._retry_handle = None
+        self.make_durable()
 
     # --- connection accounting ---------------------------------------------------------------------
 
@@ -238,6 +270,7 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
     _slot_ip: str | None = None
     _floor = 0
     _compressed = False
+    sent_upto = 0  # highest seq this socket has been sent (live fan-out skips what the replay sent)
 
     def initialize(self) -> None:
         """Per-request state."""
@@ -370,6 +403,8 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         conn = self.ws_connection
         self._compressed = getattr(conn, "_compressor", None) is not None
         hub = self.event_hub
+        hub.make_durable()  # the replay below may include events queued this turn: store them first
+        self.sent_upto = hub.last_seq
         since = self._since_argument()
         self.send_own(frame_body("system", "Connected to event stream", {"lastSeq": hub.last_seq}))
         if since is None:

@@ -1,13 +1,15 @@
 """The event log: a bounded in-memory ring of recent event frames, persisted to SQLite in batches.
 
 ``append`` only touches memory (the hot path); ``flush`` writes everything appended since the last flush in
-one transaction and trims the table to the ring size. Events appended after the last flush are lost if the
-process dies without a clean shutdown (a clean shutdown flushes).
+one transaction and trims the table to the ring size. The event hub flushes once per IOLoop turn, before it
+delivers the events of that turn, so a delivered event is on disk. When the write fails (database locked,
+disk full) the events stay queued and ``last_error`` says why.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections import deque
 from dataclasses import dataclass
 
@@ -41,6 +43,7 @@ class EventRing:
         self.size = size
         self._ring: deque[StoredEvent] = deque(maxlen=size)
         self._pending: deque[StoredEvent] = deque(maxlen=size)
+        self.last_error: str | None = None
         rows = self._db.query_all(
             "SELECT seq, frame FROM (SELECT seq, frame FROM events ORDER BY seq DESC LIMIT ?) ORDER BY seq",
             (size,),
@@ -83,8 +86,11 @@ class EventRing:
                 then_params=(batch[-1].seq - self.size,),
             )
         except Exception as exc:  # noqa: BLE001 - a full disk must not stop the event stream
-            log.error("event log flush failed (%d events kept in memory): %s", len(batch), type(exc).__name__)
+            # SQLite's own messages ("database is locked", "database or disk is full") carry no data.
+            self.last_error = str(exc) if isinstance(exc, sqlite3.Error) else type(exc).__name__
+            log.error("event log flush failed (%d events kept in memory): %s", len(batch), self.last_error)
             return 0
+        self.last_error = None
         for _ in batch:
             self._pending.popleft()
         return len(batch)
