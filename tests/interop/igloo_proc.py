@@ -43,6 +43,7 @@ class IglooServer:
         sign_timeout: float = 5.0,
         port: int | None = None,
         extra_env: dict[str, str] | None = None,
+        python_args: list[str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -66,6 +67,7 @@ class IglooServer:
             "LOG_LEVEL": "WARNING",
             **(extra_env or {}),
         })
+        self._python_args = python_args or []  # e.g. ["-m", "cProfile", "-o", path] for the bench
         self._proc: asyncio.subprocess.Process | None = None
         self._log: Any = None
         self.client = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=64)
@@ -75,7 +77,7 @@ class IglooServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "server.py"), cwd=ROOT, env=self._env,
+            sys.executable, *self._python_args, str(ROOT / "server.py"), cwd=ROOT, env=self._env,
             stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=self._log,
         )
         loop = asyncio.get_running_loop()
@@ -135,6 +137,11 @@ class IglooServer:
             f"ws://127.0.0.1:{self.port}/api/events{query}", headers={"X-API-Key": API_KEY}
         )
         return await tornado.websocket.websocket_connect(request)
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
 
     async def stop(self) -> None:
         """SIGTERM, then kill after 8 s; bounded."""

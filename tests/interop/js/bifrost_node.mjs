@@ -6,9 +6,11 @@
 // then per stdin line {"id", "op", ...args} one stdout line {"id", "ok": true, "data"} | {"id", "ok": false, "err"}
 //   ops: ping {pubkey} · echo {challenge} · sign {message: hex32 | [[sighash, ...tweaks], ...], peers?, stamp?,
 //        content?, type?} · ecdh {ecdh_pk, peers?} · status {} · set_policy {pubkey, send, recv}
+//        · sign_bench {rounds, concurrency?, peers?} → [latency ms, ...]
 // node events are forwarded as {"event": name, "tag"?, "id"?, "from"?, "reason"?} lines.
 // The process closes the node and exits when stdin closes.
 import { createInterface } from 'node:readline'
+import { randomBytes } from 'node:crypto'
 
 // Node 20 has no global WebSocket; nostr-tools captures it at import time, so shim before importing.
 globalThis.WebSocket = (await import('ws')).WebSocket
@@ -69,6 +71,23 @@ const OPS = {
   },
   ecdh: ({ ecdh_pk, peers }) => node.req.ecdh(ecdh_pk, peers),
   status: async () => ({ ok: true, data: { pubkey: node.pubkey, is_ready: node.is_ready, peers: peers() } }),
+  // Timed signing loop for bench/sign_bench.py: `rounds` fresh random sighashes split over `concurrency`
+  // requesters, each timed with performance.now() around req.sign (no stdin/stdout IPC in the figure).
+  sign_bench: async ({ rounds, concurrency = 1, peers }) => {
+    const latencies = []
+    let left = rounds
+    const worker = async () => {
+      while (left > 0) {
+        left -= 1
+        const t0 = performance.now()
+        const res = await node.req.sign(randomBytes(32).toString('hex'), peers ? { peers } : {})
+        if (!res.ok) throw new Error('sign failed: ' + res.err)
+        latencies.push(performance.now() - t0)
+      }
+    }
+    await Promise.all(Array.from({ length: concurrency }, worker))
+    return { ok: true, data: latencies }
+  },
   set_policy: async ({ pubkey, send, recv }) => {
     node.update_peer({ pubkey, policy: { send, recv } })
     return { ok: true, data: peers() }

@@ -1,0 +1,201 @@
+"""End-to-end signing latency: POST /api/sign on Igloo's server against two JS reference nodes signing.
+
+Usage: `.venv/bin/python bench/sign_bench.py [--rounds 200] [--concurrency 8] [--warmup 10]`
+
+One command starts everything on loopback, for one fresh 2-of-3 keyset, all over ONE relay (the embedded
+relay of the server holding share 1):
+
+- `igloo+igloo`: Igloo server A (share 1, `python server.py`) asks Igloo server B (share 2, a second process
+  on A's relay) to co-sign. Share 3 stays offline: 2-of-3 needs one co-signer.
+- `igloo+JS`: B is stopped, and a JS reference node (`JsNode`, @frostr/bifrost 1.0.7) holding share 2
+  answers instead.
+- `JS+JS`: a JS node holding share 3 asks the JS node holding share 2 (`req.sign` with `peers`), over A's
+  relay.
+
+Igloo is timed at the HTTP client (tornado, keep-alive) around each `POST /api/sign` with a fresh random
+sighash: the whole request, HTTP included. JS is timed inside node with `performance.now()` around each
+`req.sign` (`sign_bench` op of tests/interop/js/bifrost_node.mjs), so no process IPC counts against the
+reference. Each mode runs `rounds` sequential requests, then `rounds` requests from `concurrency` concurrent
+requesters. SIGN_BUDGET is raised (the default refuses after 20 partial signatures per peer per hour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from node import keytools  # noqa: E402
+from node.crypto.credentials import decode_group  # noqa: E402
+from tests.interop.conftest import JsNode, ensure_js_packages, node_binary  # noqa: E402
+from tests.interop.igloo_proc import IglooServer  # noqa: E402
+
+BUDGET_ENV = {"SIGN_BUDGET": "1000000"}
+BARS = {  # mode -> (sequential p50 ms, concurrent p50 ms) from the load issue
+    "igloo+igloo": (15.0, None),
+    "igloo+JS": (40.0, 100.0),
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """p50/p95/p99/mean in ms."""
+    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
+            "p99": percentile(values, 99), "mean": statistics.fmean(values)}
+
+
+async def time_http(igloo: IglooServer, rounds: int, concurrency: int) -> list[float]:
+    """``rounds`` POST /api/sign from ``concurrency`` requesters; latency per request in ms."""
+    latencies: list[float] = []
+    left = rounds
+
+    async def requester() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            started = time.perf_counter()
+            status, body = await igloo.post("/api/sign", {"message": os.urandom(32).hex()})
+            elapsed = (time.perf_counter() - started) * 1000
+            if status != 200:
+                raise RuntimeError(f"POST /api/sign failed: {status} {body}")
+            latencies.append(elapsed)
+
+    await asyncio.gather(*(requester() for _ in range(concurrency)))
+    return latencies
+
+
+async def time_js(requester: JsNode, peer: str, rounds: int, concurrency: int) -> list[float]:
+    """``rounds`` req.sign timed inside node; latency per request in ms."""
+    reply = await requester.command("sign_bench", rounds=rounds, concurrency=concurrency, peers=[peer],
+                                    timeout=60 + rounds)
+    if not reply["ok"]:
+        raise RuntimeError(f"JS sign_bench failed: {reply['err']}")
+    return [float(v) for v in reply["data"]]
+
+
+async def measure(
+    name: str, run: Callable[[int, int], Awaitable[list[float]]], args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
+    """Warm up, then the sequential and the concurrent series for one mode."""
+    await run(args.warmup, 1)
+    sequential = summary(await run(args.rounds, 1))
+    concurrent = summary(await run(args.rounds, args.concurrency))
+    print(f"  {name}: sequential p50 {sequential['p50']:.1f} ms, "
+          f"{args.concurrency} concurrent p50 {concurrent['p50']:.1f} ms", file=sys.stderr)
+    return {"sequential": sequential, "concurrent": concurrent}
+
+
+async def bench(args: argparse.Namespace, work: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Start the processes, run the three modes, stop everything."""
+    made = keytools.keygen(2, 3)
+    bfgroup, bfshares = made["group"], made["shares"]
+    members = decode_group(bfgroup).member_pubkeys()
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    server_a = IglooServer(bfgroup, bfshares[0], work / "a", extra_env=BUDGET_ENV)
+    await server_a.start()
+    try:
+        server_b = IglooServer(bfgroup, bfshares[1], work / "b", relays=[server_a.relay_url],
+                               extra_env=BUDGET_ENV)
+        await server_b.start()
+        try:
+            await _ping(server_a, members[1])
+            results["igloo+igloo"] = await measure(
+                "igloo+igloo", lambda n, c: time_http(server_a, n, c), args)
+        finally:
+            await server_b.stop()
+        js2 = await JsNode(bfgroup, bfshares[1], [server_a.relay_url]).start()
+        try:
+            await _ping(server_a, members[1])
+            results["igloo+JS"] = await measure("igloo+JS", lambda n, c: time_http(server_a, n, c), args)
+            js3 = await JsNode(bfgroup, bfshares[2], [server_a.relay_url]).start()
+            try:
+                results["JS+JS"] = await measure("JS+JS", lambda n, c: time_js(js3, members[1], n, c), args)
+            finally:
+                await js3.close()
+        finally:
+            await js2.close()
+    finally:
+        await server_a.stop()
+    return results
+
+
+async def _ping(igloo: IglooServer, pubkey: str) -> None:
+    """Mark the co-signer online on the requester (it picks online peers first)."""
+    for _ in range(20):
+        status, body = await igloo.post("/api/peers/ping", {"target": pubkey})
+        if status == 200 and body.get("success"):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"co-signer {pubkey[:12]}… does not answer pings")
+
+
+def render(results: dict[str, dict[str, dict[str, float]]], args: argparse.Namespace) -> str:
+    """The Markdown table (ms), with the bars where the load issue sets one."""
+    node_version = subprocess.run([node_binary() or "node", "--version"], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"{platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}; {stamp}; Python "
+        f"{platform.python_version()}; node {node_version} + @frostr/bifrost 1.0.7; {args.rounds} rounds per "
+        f"series, {args.concurrency} concurrent requesters; latencies in ms",
+        "",
+        "| 2-of-3 signing | series | p50 | p95 | p99 | mean | bar (p50) |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    labels = {
+        "igloo+igloo": "Igloo → Igloo co-signer (POST /api/sign)",
+        "igloo+JS": "Igloo → JS co-signer (POST /api/sign)",
+        "JS+JS": "JS → JS co-signer (req.sign, reference)",
+    }
+    js_p50 = {series: results["JS+JS"][series]["p50"] for series in ("sequential", "concurrent")}
+    for mode, label in labels.items():
+        for series in ("sequential", "concurrent"):
+            row = results[mode][series]
+            bar = BARS.get(mode, (None, None))[0 if series == "sequential" else 1]
+            verdict = ""
+            if bar is not None:
+                verdict = f"≤ {bar:g}: {'met' if row['p50'] <= bar else 'MISSED'}"
+            if mode != "JS+JS":
+                relation = "≤" if row["p50"] <= js_p50[series] else ">"
+                verdict += ("; " if verdict else "") + f"{relation} JS+JS"
+            name = "sequential" if series == "sequential" else f"{args.concurrency} concurrent"
+            lines.append(f"| {label} | {name} | {row['p50']:.1f} | {row['p95']:.1f} | {row['p99']:.1f} | "
+                         f"{row['mean']:.1f} | {verdict} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Parse arguments, run the bench, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=10)
+    args = parser.parse_args()
+    if node_binary() is None:
+        sys.exit("sign_bench: `node` is not installed (the JS reference runs in node)")
+    ensure_js_packages()
+    with tempfile.TemporaryDirectory(prefix="igloo-sign-bench-") as tmp:
+        results = asyncio.run(bench(args, Path(tmp)))
+    print(render(results, args))
+
+
+if __name__ == "__main__":
+    main()
