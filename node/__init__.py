@@ -10,6 +10,7 @@ from node.service import (
     NodeTimeout,
     NodeUnavailable,
     PeerResponseError,
+    RelayUnavailable,
 )
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "NodeTimeout",
     "NodeUnavailable",
     "PeerResponseError",
+    "RelayUnavailable",
     "normalize_pubkey",
     "safe_data",
     "validate_credentials",

@@ -50,6 +50,12 @@ class PeerResponseError(NodeError):
     status = 502
 
 
+class RelayUnavailable(NodeError):
+    """No relay accepted the request (every relay down or refusing): a bad gateway, not a missing node."""
+
+    status = 502
+
+
 class Pool(Protocol):
     """The relay pool surface the node uses (``node.transport.pool.RelayPool``)."""
 
@@ -86,6 +92,7 @@ class NodeOptions:
     since_skew: int = 10
     ecdh_cache_size: int = 256
     label: str = ""
+    replay_memory: int = 10000
 
 
 SUB_ID = "igloo-node"
@@ -127,6 +134,7 @@ class NodeService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ping_task: asyncio.Task[None] | None = None
         self._ecdh_cache: OrderedDict[str, bytes] = OrderedDict()
+        self._seen_requests: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.started_at: float | None = None
         self.ready = False
         self.active = False
@@ -220,6 +228,12 @@ class NodeService:
 
     # ---------------------------------------------------------------- inbound
     def _on_event(self, event: Event, url: str) -> None:
+        window = self.options.stamp_window
+        if abs(int(self._clock()) - event.created_at) > window:
+            # A captured message replayed later: its signature still verifies, its time does not.
+            self.emit("bifrost", f"Message bounced: stale event (created_at outside ±{window}s)",
+                      {"event": event.id, "from": event.pubkey, "relay": url})
+            return
         try:
             inbound = protocol.open_event(self._share.seckey, self.pubkey, event)
         except ValueError as exc:
@@ -231,6 +245,11 @@ class NodeService:
         if inbound.sender not in self.peer_table:
             self.emit("bifrost", "Message bounced: sender is not a group member",
                       {"from": inbound.sender, "tag": inbound.tag})
+            return
+        if inbound.tag not in protocol.RESPONSE_TAGS and self._replayed(inbound):
+            # The pool drops a repeated event id; a re-sealed copy has a new event id but the same message id.
+            self.emit("bifrost", "Message bounced: replayed message id",
+                      {"from": inbound.sender, "tag": inbound.tag, "id": inbound.id, "event": event.id})
             return
         if inbound.tag in protocol.RESPONSE_TAGS:
             pending = self._pending.get(inbound.id)
@@ -249,6 +268,17 @@ class NodeService:
             self.emit("bifrost", f"Message received: {inbound.tag}", {"from": inbound.sender})
             return
         self._spawn(handler(inbound))
+
+    def _replayed(self, inbound: Inbound) -> bool:
+        """Remember a request's (sender, message id); True when it was handled before."""
+        key = (inbound.sender, inbound.id)
+        if key in self._seen_requests:
+            self._seen_requests.move_to_end(key)
+            return True
+        self._seen_requests[key] = None
+        while len(self._seen_requests) > self.options.replay_memory:
+            self._seen_requests.popitem(last=False)
+        return False
 
     def _on_own_message(self, inbound: Inbound) -> None:
         pending = self._pending.get(inbound.id)
@@ -368,7 +398,7 @@ class NodeService:
                       for peer, data in payloads.items()]
             accepted = await asyncio.gather(*(pool.publish(ev, timeout=max(0.1, wait)) for ev in events))
             if events and not any(accepted):
-                raise NodeUnavailable("no relay accepted the request")
+                raise RelayUnavailable("no relay accepted the request")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pending.done.wait(), max(0.0, deadline - loop.time()))
             return dict(pending.answers)
@@ -435,8 +465,9 @@ class NodeService:
         return ranked[:need], len(ranked) > need
 
     def _attempt_wait(self, chosen: list[str], alternatives: bool, remaining: float) -> float:
-        # With a doubtful peer and someone to fall back on, keep half the deadline for the retry.
-        if alternatives and not all(self.peer_table.is_online(p) for p in chosen):
+        # With someone to fall back on, keep half the deadline for the retry: a peer marked online may
+        # have died since it last answered, and waiting the whole deadline on it would fail the request.
+        if alternatives:
             return remaining / 2
         return remaining
 

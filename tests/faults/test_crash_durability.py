@@ -31,7 +31,7 @@ async def test_sigkill_loses_no_delivered_event(tmp_path: Path) -> None:
         assert code == 200
         await server.wait_status(lambda s: bool(s.get("ready")), 10)
         ws = await server.events(since=0)
-        seen: dict[int, str] = {}
+        seen: dict[int, str | bytes] = {}
         stop = asyncio.Event()
 
         async def signer() -> None:
