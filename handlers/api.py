@@ -23,6 +23,7 @@ from node import (
 from node.keytools import recover
 from node.nostr import nip04, nip44
 from node.nostr.event import compute_event_id
+from node.sign_queue import queue_for
 
 MAX_BODY = 64 * 1024
 
@@ -239,12 +240,12 @@ class SignApi(NodeApi):
             self.fail(400, str(exc))
             return
         try:
-            entries = await service.sign(msg_id)
+            # Concurrent requests share batched sessions: one co-signer message per batch, not per request.
+            entry = await queue_for(service).sign(msg_id)
         except NodeError as exc:
             self.node_error(exc)
             return
-        entry = next((e for e in entries if e[0] == msg_id), None)
-        if entry is None:
+        except ValueError:
             self.fail(502, "invalid signature response from node")
             return
         response: dict[str, Any] = {"id": msg_id, "signature": entry[2]}

@@ -1,0 +1,119 @@
+"""Coalesce concurrent single-message sign requests into batched signing sessions, without a timer.
+
+A request that finds nothing in flight goes out at once, alone, so a sequential caller pays nothing. Requests
+that arrive while a session is in flight wait and then go out together as ONE batched session (one vector per
+distinct sighash) when it finishes. A co-signer then verifies, decrypts and answers one message for the whole
+batch instead of one per request; for the JS reference (~30 ms of CPU per sign request, about half of it per
+message rather than per sighash) that roughly halves its work under load. bifrost's own `req.queue` batches on
+a 100 ms timer instead, which costs every request that wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from node.protocol import MAX_HASHES, SignatureEntry
+
+SignFn = Callable[[list[list[str]]], Awaitable[list[SignatureEntry]]]
+
+
+class SignQueue:
+    """At most ``max_inflight`` signing sessions at a time; everything else waits for the next batch."""
+
+    def __init__(self, sign: SignFn, *, max_batch: int = MAX_HASHES, max_inflight: int = 1) -> None:
+        self._sign = sign
+        self.max_batch = max_batch
+        self.max_inflight = max_inflight
+        self._waiting: dict[str, list[asyncio.Future[SignatureEntry]]] = {}
+        self._inflight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.sessions = 0  # batched sessions started (for tests and the bench)
+
+    async def sign(self, sighash: str) -> SignatureEntry:
+        """The signature entry ``(sighash, tweaked_pk, sig)`` for one lower-case hex32 sighash.
+
+        Raises what the node's ``sign`` raises for the session this request ended up in. A request queued
+        behind a session in flight can wait up to two signing deadlines in the worst case.
+        """
+        future: asyncio.Future[SignatureEntry] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(sighash, []).append(future)
+        if self._inflight < self.max_inflight:
+            self._launch()
+        return await future
+
+    def _launch(self) -> None:
+        batch: dict[str, list[asyncio.Future[SignatureEntry]]] = {}
+        for sighash in list(self._waiting)[: self.max_batch]:
+            waiters = [f for f in self._waiting.pop(sighash) if not f.done()]
+            if waiters:
+                batch[sighash] = waiters
+        if not batch:
+            return
+        self._inflight += 1
+        self.sessions += 1
+        task = asyncio.ensure_future(self._run(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: dict[str, list[asyncio.Future[SignatureEntry]]]) -> None:
+        try:
+            entries = await self._sign([[sighash] for sighash in batch])
+        except BaseException as exc:  # every waiter gets the session's error, cancellation too
+            for waiters in batch.values():
+                for future in waiters:
+                    _settle(future, exc=exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            by_hash = {entry[0]: entry for entry in entries}
+            for sighash, waiters in batch.items():
+                for future in waiters:
+                    entry = by_hash.get(sighash)
+                    if entry is None:
+                        _settle(future, exc=ValueError("the session returned no signature for this sighash"))
+                    else:
+                        _settle(future, result=entry)
+        finally:
+            self._inflight -= 1
+            if self._waiting:
+                self._launch()
+
+    async def close(self) -> None:
+        """Cancel the sessions in flight (their waiters see CancelledError)."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def _settle(
+    future: asyncio.Future[SignatureEntry],
+    *,
+    result: SignatureEntry | None = None,
+    exc: BaseException | None = None,
+) -> None:
+    if future.done():
+        return  # the caller went away
+    if exc is not None:
+        if isinstance(exc, asyncio.CancelledError):
+            future.cancel()
+        else:
+            future.set_exception(exc)
+    elif result is not None:
+        future.set_result(result)
+
+
+_QUEUES: weakref.WeakKeyDictionary[Any, SignQueue] = weakref.WeakKeyDictionary()
+
+
+def queue_for(service: Any) -> SignQueue:
+    """The sign queue of one running NodeService (a new service after new credentials gets a new one)."""
+    queue = _QUEUES.get(service)
+    if queue is None:
+        queue = _QUEUES[service] = SignQueue(service.sign)
+    return queue
