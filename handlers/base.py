@@ -294,7 +294,7 @@ class ApiHandler(AuthMixin):
             raise tornado.web.HTTPError(415, reason="Content-Type must be application/json")
         try:
             body = json.loads(self.request.body or b"")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
             raise tornado.web.HTTPError(400, reason="Invalid JSON body") from None
         if not isinstance(body, dict):
             raise tornado.web.HTTPError(400, reason="Expected a JSON object")
