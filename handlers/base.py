@@ -7,6 +7,7 @@ import binascii
 import hmac
 import json
 import logging
+import sqlite3
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -44,6 +45,17 @@ class Principal:
 
 
 ANONYMOUS = Principal("anonymous", "anonymous")
+STORAGE_ERROR_STATUS = 503
+
+
+def storage_failure(exc: BaseException | None) -> str | None:
+    """SQLite's reason ("database is locked", "database or disk is full") when ``exc`` is a storage fault.
+
+    Those messages come from SQLite itself and carry no data, so they are safe to show and log.
+    """
+    if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError):
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def constant_time_equal(given: str, expected: str) -> bool:
@@ -204,6 +216,16 @@ class AuthMixin(tornado.web.RequestHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """Log errors without the request repr (which would include cookies and the query string)."""
+        reason = storage_failure(value)
+        if reason is not None:
+            # A locked database or a full disk: the write is refused with 503 and reported once per request.
+            log.warning("storage unavailable for %s: %s", self._request_summary(), reason)
+            try:
+                where = {"method": self.request.method, "path": self.request.path}
+                self.events.publish("error", f"Storage unavailable: {reason}", {"reason": reason, **where})
+            except Exception:  # noqa: BLE001 - reporting must not fail the error response
+                log.debug("could not publish the storage error event")
+            return
         if isinstance(value, tornado.web.HTTPError):
             if value.log_message:
                 log.warning("%d %s: %s", value.status_code, self._request_summary(), value.log_message)
@@ -256,6 +278,11 @@ class BaseHandler(AuthMixin):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, tornado.web.HTTPError) and exc.reason:
             message = exc.reason
+        reason = storage_failure(exc)
+        if reason is not None:
+            status_code = STORAGE_ERROR_STATUS
+            self.set_status(status_code)
+            message = f"Storage unavailable: {reason}. Try again later."
         try:
             self.render_page("error.html", status_code=status_code, message=message)
         except Exception:  # noqa: BLE001 - never fail while reporting a failure
@@ -301,12 +328,17 @@ class ApiHandler(AuthMixin):
         return body
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Errors are JSON ``{error}``."""
+        """Errors are JSON ``{error}``; a storage fault (locked database, full disk) is a 503 naming it."""
         message = self._reason
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, tornado.web.HTTPError) and exc.reason:
             message = exc.reason
-        if status_code >= 500:
+        reason = storage_failure(exc)
+        if reason is not None:
+            self.set_status(STORAGE_ERROR_STATUS)
+            self.set_header("Retry-After", "5")
+            message = f"Storage unavailable: {reason}"
+        elif status_code >= 500:
             message = "Internal server error"
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps({"error": message}))

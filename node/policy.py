@@ -90,17 +90,18 @@ class PolicyBook:
             current.recv if recv is None else recv,
             self._clock(),
         )
-        self._explicit[pubkey] = entry
         if self._store is not None:
-            self._store.save_policy(entry)
+            self._store.save_policy(entry)  # first: a refused write must not leave a policy only in memory
+        self._explicit[pubkey] = entry
         return self.get(pubkey)
 
     def remove(self, pubkey: str) -> bool:
         """Drop an explicit entry (back to the default); False when there was none."""
-        if self._explicit.pop(pubkey, None) is None:
+        if pubkey not in self._explicit:
             return False
         if self._store is not None:
             self._store.delete_policy(pubkey)
+        del self._explicit[pubkey]
         return True
 
     def summary(self, pubkey: str) -> dict[str, Any]:

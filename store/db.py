@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 DB_FILE_NAME = "igloo.db"
+BUSY_TIMEOUT_MS = 200  # how long a write waits for another process's lock before failing (503)
 
 # Ordered schema steps; PRAGMA user_version records how many have been applied.
 # Add a step by appending to this list (never edit an applied step).
@@ -51,7 +52,8 @@ class Database:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute("PRAGMA busy_timeout=5000")
+        # Igloo is the only writer; another process holding a lock must not freeze the IOLoop for long.
+        self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         path.chmod(0o600)
         self._migrate()
 
@@ -71,7 +73,7 @@ class Database:
                     self._conn.execute(f"PRAGMA user_version = {index + 1}")
                     self._conn.execute("COMMIT")
                 except BaseException:
-                    self._conn.execute("ROLLBACK")
+                    self._rollback()
                     raise
 
     @property
@@ -94,7 +96,7 @@ class Database:
                     self._conn.execute(sql, params)
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
 
     def insert_many(self, sql: str, rows: Sequence[Sequence[Any]], then: str | None = None,
@@ -108,8 +110,14 @@ class Database:
                     self._conn.execute(then, then_params)
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
+
+    def _rollback(self) -> None:
+        # SQLite has already rolled back after some errors (SQLITE_FULL, SQLITE_IOERR): a second ROLLBACK
+        # would raise "no transaction is active" and hide the real error.
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         """Return the first row of a query, or None."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -63,12 +65,16 @@ class SessionStore:
             return None
         now = time.time()
         last_seen = float(row["last_seen"])
+        # The expiry delete and the sliding renewal are best effort: a locked or full database must not
+        # turn every authenticated read into an error.
         if now - last_seen >= self.timeout:
-            self._db.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+            with contextlib.suppress(sqlite3.OperationalError):
+                self._db.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
             return None
         if touch and now - last_seen >= self._touch_every:
-            self._db.execute("UPDATE sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash))
-            last_seen = now
+            with contextlib.suppress(sqlite3.OperationalError):
+                self._db.execute("UPDATE sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash))
+                last_seen = now
         user_id, username = int(row["user_id"]), str(row["username"])
         return Session(id_hash, user_id, username, last_seen, last_seen + self.timeout)
 
