@@ -23,7 +23,7 @@ import tornado.httpserver
 import tornado.web
 
 from config.settings import ConfigError, Settings, read_or_create_secret_file
-from handlers import pages, routes
+from handlers import pages, relay, routes
 from handlers.auth import LoginLimiter
 from handlers.base import VERSION
 from handlers.events import CLOSE_GOING_AWAY, MAX_CLIENT_FRAME, EventHub
@@ -111,6 +111,11 @@ def build_application(
         "websocket_max_message_size": MAX_CLIENT_FRAME,
         "compress_response": False,
         "default_handler_class": pages.NotFoundPage,
+        "relay_limits": {
+            "max_events": config.relay_max_events,
+            "max_age": float(config.relay_max_age),
+            "max_connections": config.relay_max_connections,
+        },
     }
     settings.update(extra_settings or {})
     return tornado.web.Application(routes.ROUTES, **settings)
@@ -180,6 +185,7 @@ async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
     server.stop()
     await node.stop()
     closed = hub.close_all(CLOSE_GOING_AWAY, "server shutting down")
+    relay.relay_hub(app.settings).close_all()
     deadline = loop.time() + SHUTDOWN_GRACE
     while hub.sockets_pending_close() and loop.time() < deadline:
         await asyncio.sleep(0.02)

@@ -74,6 +74,10 @@ class Settings:
     approval_mode: bool = False
     credentials_key: bytes | None = None
     demo_enabled: bool = True
+    # Embedded relay
+    relay_max_events: int = 10_000
+    relay_max_age: int = 3600
+    relay_max_connections: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -118,6 +122,9 @@ class Settings:
             "sign_budget_window": env.get("SIGN_BUDGET_WINDOW", 3600, _int_range(1, 30 * 86400)),
             "approval_mode": env.get("SIGN_APPROVAL", False, _bool),
             "demo_enabled": env.get("IGLOO_DEMO", True, _bool),
+            "relay_max_events": env.get("RELAY_MAX_EVENTS", 10_000, _int_range(0, 10_000_000)),
+            "relay_max_age": env.get("RELAY_MAX_AGE", 3600, _int_range(1, 365 * 86400)),
+            "relay_max_connections": env.get("RELAY_MAX_CONNECTIONS", 1000, _int_range(1, 1_000_000)),
         }
         if (values["basic_auth_user"] is None) != (values["basic_auth_pass"] is None):
             raise ConfigError("BASIC_AUTH_PASS: BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")

@@ -418,7 +418,7 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
 
     def _since_argument(self) -> int | None:
         raw = self.get_query_argument("since", None)
-        if raw is None or not raw.isdigit() or len(raw) > 18:
+        if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # int() refuses "²"
             return None
         return int(raw)
 
@@ -501,7 +501,7 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
             return
         try:
             command = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser allows
             self._reply_error("invalid JSON")
             return
         kind = command.get("type") if isinstance(command, dict) else None

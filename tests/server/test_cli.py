@@ -98,6 +98,7 @@ async def test_sigterm_closes_sockets_1001_and_flushes(io_loop: Any, tmp_path: P
         request = tornado.httpclient.HTTPRequest(f"ws://127.0.0.1:{port}/api/events?since=0",
                                                  headers={"X-API-Key": API_KEY})
         ws = await tornado.websocket.websocket_connect(request)
+        relay_client = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{port}/")
         hello = json.loads(await asyncio.wait_for(ws.read_message(), 5))
         started = json.loads(await asyncio.wait_for(ws.read_message(), 5))
         assert hello["message"] == "Connected to event stream"
@@ -109,6 +110,8 @@ async def test_sigterm_closes_sockets_1001_and_flushes(io_loop: Any, tmp_path: P
         while (message := await asyncio.wait_for(ws.read_message(), 5)) is not None:
             seqs.append(json.loads(message)["seq"])
         assert ws.close_code == 1001
+        assert await asyncio.wait_for(relay_client.read_message(), 5) is None
+        assert relay_client.close_code == 1001
         loop = asyncio.get_running_loop()
         code = await loop.run_in_executor(None, proc.wait, 10)
         assert code == 0

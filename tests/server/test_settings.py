@@ -48,6 +48,7 @@ def test_parses_values(tmp_path: Path) -> None:
         ("RELAYS", "http://not-ws"), ("RELAYS", "[1, 2]"), ("ALLOWED_ORIGINS", "example.com"),
         ("API_KEY", "short"), ("WS_MAX_BUFFER", "10"), ("FROSTR_SIGN_TIMEOUT", "soon"),
         ("GROUP_CRED", "nope"), ("CREDENTIALS_KEY", "abcd"), ("LOG_LEVEL", "LOUD"),
+        ("RELAY_MAX_EVENTS", "-5"), ("RELAY_MAX_AGE", "0"), ("RELAY_MAX_CONNECTIONS", "lots"),
     ],
 )
 def test_bad_value_names_the_variable(tmp_path: Path, name: str, value: str) -> None:
