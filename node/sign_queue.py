@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from node.protocol import MAX_HASHES, SignatureEntry
+from node.service import NodeUnavailable
 
 SignFn = Callable[[list[list[str]]], Awaitable[list[SignatureEntry]]]
 
@@ -115,5 +116,15 @@ def queue_for(service: Any) -> SignQueue:
     """The sign queue of one running NodeService (a new service after new credentials gets a new one)."""
     queue = _QUEUES.get(service)
     if queue is None:
-        queue = _QUEUES[service] = SignQueue(service.sign)
+        # Only a weak reference to the service: the queue must not keep a replaced service alive.
+        ref = weakref.ref(service)
+
+        async def sign(vectors: list[list[str]]) -> list[SignatureEntry]:
+            current = ref()
+            if current is None:
+                raise NodeUnavailable("node is not running")
+            entries: list[SignatureEntry] = await current.sign(vectors)
+            return entries
+
+        queue = _QUEUES[service] = SignQueue(sign)
     return queue

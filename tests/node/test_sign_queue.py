@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import weakref
 from typing import Any
 
 import pytest
 
 from node import NodeTimeout
 from node.protocol import SignatureEntry
-from node.sign_queue import SignQueue
+from node.sign_queue import SignQueue, queue_for
 
 
 class FakeNode:
@@ -117,5 +119,20 @@ def test_a_caller_that_goes_away_does_not_break_the_batch() -> None:
         node.gate.set()
         assert (await first)[0] == a and (await kept)[0] == c
         assert node.sessions[1] == [[c]]  # the cancelled request was left out
+
+    run(scenario())
+
+
+def test_queue_for_is_per_service_and_does_not_keep_a_replaced_service_alive() -> None:
+    async def scenario() -> None:
+        node = FakeNode()
+        queue = queue_for(node)
+        assert queue_for(node) is queue and queue_for(FakeNode()) is not queue
+        (sighash,) = hashes(1)
+        assert (await queue.sign(sighash))[0] == sighash and node.sessions == [[[sighash]]]
+        gone = weakref.ref(node)
+        del node
+        gc.collect()
+        assert gone() is None
 
     run(scenario())
