@@ -47,7 +47,9 @@ def deep(depth: int, opener: str = "[") -> str:
     return '{"a":' * depth + "1" + "}" * depth
 
 
-deep_json = st.builds(deep, st.integers(1, 100_000), st.sampled_from(["[", "{"]))
+# Depths around the parser's recursion limit (about 1000) matter most.
+deep_json = st.builds(deep, st.one_of(st.integers(900, 5000), st.integers(1, 100_000)),
+                      st.sampled_from(["[", "{"]))
 unclosed_json = st.builds(lambda d, o: o * d, st.integers(1, 60_000), st.sampled_from(["[", '{"a":']))
 
 

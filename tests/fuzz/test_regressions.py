@@ -22,6 +22,7 @@ from tests.fuzz.conftest import (
     start_world,
     stop_world,
 )
+from tests.fuzz.wsutil import connect, read
 
 JSON_HEADERS = [("X-API-Key", API_KEY.encode()), ("Content-Type", b"application/json")]
 
@@ -55,4 +56,35 @@ async def test_deeply_nested_json_body_is_a_400(
         response = await post(port, path, b"[" * 5000 + b"]" * 5000)
         assert response.status == 400, (path, response.status)
         assert json.loads(response.body) == {"error": "Invalid JSON body"}
+    errors.check()
+
+
+async def test_deeply_nested_event_command_gets_an_error_frame(
+    http_server: Any, http_server_port: tuple[Any, int], errors: ErrorTrap
+) -> None:
+    """A 4 KiB command ``[[[…]]]`` raised RecursionError out of on_message: logged, socket aborted."""
+    ws = await connect(f"ws://127.0.0.1:{http_server_port[1]}/api/events", {"X-API-Key": API_KEY})
+    assert json.loads(await read(ws))["message"] == "Connected to event stream"  # type: ignore[arg-type]
+    await ws.write_message("[" * 2000 + "]" * 2000)
+    await ws.write_message('{"type":"ping"}')
+    replies = []
+    for _ in range(200):  # the recent events come first
+        reply = json.loads(await read(ws))  # type: ignore[arg-type]
+        if reply["seq"] is None:
+            replies.append((reply["type"], reply["message"]))
+        if reply["type"] == "pong":
+            break
+    assert replies == [("error", "invalid JSON"), ("pong", "pong")]
+    ws.close()
+    errors.check()
+
+
+async def test_non_ascii_digits_in_since_are_ignored(
+    http_server: Any, http_server_port: tuple[Any, int], errors: ErrorTrap
+) -> None:
+    """``?since=²`` passed str.isdigit() and then int() raised in open(): the socket was dropped."""
+    url = f"ws://127.0.0.1:{http_server_port[1]}/api/events?since=%C2%B2"
+    ws = await connect(url, {"X-API-Key": API_KEY})
+    assert json.loads(await read(ws))["message"] == "Connected to event stream"  # type: ignore[arg-type]
+    ws.close()
     errors.check()
