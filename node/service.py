@@ -199,13 +199,11 @@ class NodeService:
 
     def _on_state(self, url: str, state: str) -> None:
         if state == "connected":
-            self.emit("bifrost", f"Relay connected: {url}", {"url": url})
+            self.emit("bifrost", f"Relay connected: {url}", {"url": url, "state": state})
         elif state in ("disconnected", "error", "closed"):
             self.emit("warn", f"Relay disconnected: {url}", {"url": url, "state": state})
 
-    def _on_eose(self, first: str, second: str) -> None:
-        # The pool passes (sub_id, url); accept either order.
-        sub_id, url = (first, second) if first == SUB_ID else (second, first)
+    def _on_eose(self, sub_id: str, url: str) -> None:
         if sub_id == SUB_ID and not self.ready:
             self.ready = True
             self.emit("ready", "Node is ready", {"pubkey": self.pubkey, "relay": url})

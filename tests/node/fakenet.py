@@ -65,7 +65,7 @@ class FakePool:
                 loop.call_soon(self.on_state, url, "connected")
             for sub_id in self.subs:
                 if self.on_eose:
-                    loop.call_soon(self.on_eose, url, sub_id)
+                    loop.call_soon(self.on_eose, sub_id, url)
 
     async def wait_connected(self, timeout: float) -> bool:
         return self.connected

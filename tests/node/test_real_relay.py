@@ -45,7 +45,13 @@ async def test_triple_over_embedded_relay(http_server: Any, http_server_port: tu
     url = f"ws://127.0.0.1:{http_server_port[1]}/"
     group, shares = generate_dealer_pkg_gen(2, 3)
     events: list[tuple[str, str]] = []
-    nodes = [NodeService(group, share, [url], emit=lambda t, m, d=None: events.append((t, m)),
+    data: list[Any] = []
+
+    def record(kind: str, message: str, body: Any = None) -> None:
+        events.append((kind, message))
+        data.append(body)
+
+    nodes = [NodeService(group, share, [url], emit=record,
                          pool_factory=pool_mod.RelayPool, options=NodeOptions(sign_timeout=3.0))
              for share in shares]
     try:
@@ -68,6 +74,7 @@ async def test_triple_over_embedded_relay(http_server: Any, http_server_port: tu
         shared = await c.ecdh(curve.pubkey_of(peer_sk)[1:].hex())
         assert curve.xonly(shared) == curve.ecdh_x(peer_sk, group.group_pk)
         assert ("ready", "Node is ready") in events
+        assert {"url": url, "state": "connected"} in data  # the dashboard's relay dot reads data.state
         assert a.status()["connectedRelays"] == 1
     finally:
         for node in nodes:
