@@ -430,6 +430,7 @@ class LoadClients:
                 __file__,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
+                limit=64 << 20,  # a report line carries a latency histogram
             )
             assert proc.stdin is not None
             proc.stdin.write((json.dumps(cfg) + "\n").encode())

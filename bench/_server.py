@@ -22,11 +22,16 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 API_KEY = "bench-api-key-" + "b" * 26
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` so far."""
+def proc_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` so far."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far."""
+    return sum(proc_cpu_split(pid))
 
 
 def proc_rss_bytes(pid: int) -> int:
@@ -48,12 +53,18 @@ class CpuMeter:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.cpu0 = proc_cpu_seconds(pid)
+        self.split0 = proc_cpu_split(pid)
         self.t0 = time.monotonic()
 
     def percent(self) -> float:
         """CPU% since construction."""
-        return 100.0 * (proc_cpu_seconds(self.pid) - self.cpu0) / max(1e-9, time.monotonic() - self.t0)
+        return sum(self.split())
+
+    def split(self) -> tuple[float, float]:
+        """(user, system) CPU% since construction."""
+        user, system = proc_cpu_split(self.pid)
+        wall = max(1e-9, time.monotonic() - self.t0)
+        return 100.0 * (user - self.split0[0]) / wall, 100.0 * (system - self.split0[1]) / wall
 
 
 class ServerProc:

@@ -147,7 +147,8 @@ async def measure(
     ops0, err0 = driver.ops, driver.errors
     await driver.drive(rate, seconds)
     drive_s = time.monotonic() - t0
-    cpu_drive = cpu.percent()
+    user, system = cpu.split()
+    cpu_drive = user + system
     s1 = int((await server.status())["lastSeq"])
     report = await clients.report(s1, wait=15.0)
     total_s = time.monotonic() - t0
@@ -168,6 +169,8 @@ async def measure(
         "behind": report["behind"],
         "closes": report["closes"],
         "cpu": round(cpu_drive, 1),
+        "cpu_sys": round(system, 1),
+        "us_per_frame": round(1e6 * cpu_drive / 100 * drive_s / max(1, report["frames"]), 1),
         "rss_mb": round(max(rss) / 2**20, 1) if rss else None,
         "client_cpu": round(
             100 * (sum(proc_cpu_seconds(p.pid) for p in clients.procs) - client_cpu0) / total_s, 1

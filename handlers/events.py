@@ -94,6 +94,12 @@ def frame_body(type_: str, message: str, data: object = None, seq: int | None = 
     }
 
 
+def _nothing_queued(stream: tornado.iostream.IOStream) -> bool:
+    """True when the stream's own write buffer is known to be empty (a direct send keeps frames in order)."""
+    buffer = getattr(stream, "_write_buffer", None)
+    return buffer is not None and len(buffer) == 0
+
+
 class EventHub:
     """Publishes node and server events to the ring and to every open event socket of this app."""
 
@@ -171,9 +177,18 @@ class EventHub:
         self._tick_scheduled = False
         batch, self._outbox = self._outbox, []
         self.make_durable()
+        if not batch:
+            return
         sockets = [s for s in EventStreamHandler.open_sockets if s.hub is self]
-        for seq, payload, frame in batch:
-            for sock in sockets:
+        first, last = batch[0][0], batch[-1][0]
+        # One write (one syscall) per socket per turn: the turn's frames joined once for all sockets.
+        joined = batch[0][2] if len(batch) == 1 else b"".join(frame for _, _, frame in batch)
+        for sock in sockets:
+            if sock.sent_upto < first and not sock.compressed:
+                sock.sent_upto = last
+                sock.send_shared(joined, b"")
+                continue
+            for seq, payload, frame in batch:
                 if seq > sock.sent_upto:  # a socket opened this turn already got it in its replay
                     sock.sent_upto = seq
                     sock.send_shared(frame, payload)
@@ -401,6 +416,7 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
             self.close_with(CLOSE_POLICY, "origin not allowed")
             return
         conn = self.ws_connection
+        self.set_nodelay(True)  # a frame must not wait for the ACK of the previous one (Nagle, up to 40 ms)
         self._compressed = getattr(conn, "_compressor", None) is not None
         hub = self.event_hub
         hub.make_durable()  # the replay below may include events queued this turn: store them first
@@ -453,8 +469,16 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         for event in events:
             self.send_shared(websocket_text_frame(event.payload), event.payload, check_buffer=False)
 
+    @property
+    def compressed(self) -> bool:
+        """True when this socket negotiated permessage-deflate (it is sent payloads, not shared frames)."""
+        return self._compressed
+
     def send_shared(self, frame: bytes, payload: bytes, check_buffer: bool = True) -> None:
-        """Write a pre-built frame to this socket; drop the socket when it fails or falls too far behind."""
+        """Write pre-built frame(s) to this socket; drop the socket when it fails or falls too far behind.
+
+        ``payload`` is only used by compressed sockets, which are always sent one event at a time.
+        """
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             self._unregister()
@@ -466,6 +490,8 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         try:
             if self._compressed:
                 self.write_message(payload.decode("utf-8"))
+            elif type(stream) is tornado.iostream.IOStream and _nothing_queued(stream):
+                self._send_direct(stream, frame)
             else:
                 stream.write(frame)
         except (tornado.iostream.StreamClosedError, tornado.websocket.WebSocketClosedError):
@@ -478,6 +504,21 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
             return
         if check_buffer and self._unsent_bytes(stream) > self.config.ws_max_buffer:
             self.close_with(CLOSE_TOO_SLOW, "too slow: reconnect and resume")
+
+    @staticmethod
+    def _send_direct(stream: tornado.iostream.IOStream, frame: bytes) -> None:
+        """Hand the frame to the kernel now; only what it does not take goes through the stream's buffer.
+
+        IOStream.write costs a Future and buffer bookkeeping per call (about 15 µs of Python per socket per
+        event); with nothing queued, one send() does the same job. Anything left over is queued by
+        ``stream.write``, so frames stay in order and errors are reported the stream's usual way.
+        """
+        try:
+            sent = stream.socket.send(frame)
+        except OSError:  # would block, or the connection failed: the stream's write handles both
+            sent = 0
+        if sent < len(frame):
+            stream.write(frame[sent:] if sent else frame)
 
     @staticmethod
     def _unsent_bytes(stream: tornado.iostream.BaseIOStream) -> int:
