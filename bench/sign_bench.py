@@ -16,7 +16,10 @@ Igloo is timed at the HTTP client (tornado, keep-alive) around each `POST /api/s
 sighash: the whole request, HTTP included. JS is timed inside node with `performance.now()` around each
 `req.sign` (`sign_bench` op of tests/interop/js/bifrost_node.mjs), so no process IPC counts against the
 reference. Each mode runs `rounds` sequential requests, then `rounds` requests from `concurrency` concurrent
-requesters. SIGN_BUDGET is raised (the default refuses after 20 partial signatures per peer per hour).
+requesters. The CPU columns are the user+system CPU of the requesting and the co-signing process per
+request (from /proc; server A also runs the relay, so its figure includes relaying for both sides; in
+the JS+JS mode that relay CPU is not counted). SIGN_BUDGET is raised (the default refuses after 20 partial
+signatures per peer per hour).
 """
 
 from __future__ import annotations
@@ -91,13 +94,38 @@ async def time_js(requester: JsNode, peer: str, rounds: int, concurrency: int) -
     return [float(v) for v in reply["data"]]
 
 
+def cpu_ms(pid: int | None) -> float:
+    """User + system CPU time of a process so far, in ms (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+async def series(
+    run: Callable[[int, int], Awaitable[list[float]]],
+    rounds: int,
+    concurrency: int,
+    pids: tuple[int | None, ...],
+) -> dict[str, float]:
+    """One series: latency summary plus CPU ms per request of the requester and the co-signer process."""
+    before = [cpu_ms(pid) for pid in pids]
+    result = summary(await run(rounds, concurrency))
+    after = [cpu_ms(pid) for pid in pids]
+    per_request = [(a - b) / rounds for a, b in zip(after, before, strict=True)]
+    result["cpu_requester"], result["cpu_cosigner"] = per_request
+    return result
+
+
 async def measure(
-    name: str, run: Callable[[int, int], Awaitable[list[float]]], args: argparse.Namespace
+    name: str, run: Callable[[int, int], Awaitable[list[float]]], args: argparse.Namespace,
+    pids: tuple[int | None, int | None],
 ) -> dict[str, dict[str, float]]:
     """Warm up, then the sequential and the concurrent series for one mode."""
     await run(args.warmup, 1)
-    sequential = summary(await run(args.rounds, 1))
-    concurrent = summary(await run(args.rounds, args.concurrency))
+    sequential = await series(run, args.rounds, 1, pids)
+    concurrent = await series(run, args.rounds, args.concurrency, pids)
     print(f"  {name}: sequential p50 {sequential['p50']:.1f} ms, "
           f"{args.concurrency} concurrent p50 {concurrent['p50']:.1f} ms", file=sys.stderr)
     return {"sequential": sequential, "concurrent": concurrent}
@@ -118,16 +146,18 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, dict[str, dic
         try:
             await _ping(server_a, members[1])
             results["igloo+igloo"] = await measure(
-                "igloo+igloo", lambda n, c: time_http(server_a, n, c), args)
+                "igloo+igloo", lambda n, c: time_http(server_a, n, c), args, (server_a.pid, server_b.pid))
         finally:
             await server_b.stop()
         js2 = await JsNode(bfgroup, bfshares[1], [server_a.relay_url]).start()
         try:
             await _ping(server_a, members[1])
-            results["igloo+JS"] = await measure("igloo+JS", lambda n, c: time_http(server_a, n, c), args)
+            results["igloo+JS"] = await measure(
+                "igloo+JS", lambda n, c: time_http(server_a, n, c), args, (server_a.pid, _pid(js2)))
             js3 = await JsNode(bfgroup, bfshares[2], [server_a.relay_url]).start()
             try:
-                results["JS+JS"] = await measure("JS+JS", lambda n, c: time_js(js3, members[1], n, c), args)
+                results["JS+JS"] = await measure(
+                    "JS+JS", lambda n, c: time_js(js3, members[1], n, c), args, (_pid(js3), _pid(js2)))
             finally:
                 await js3.close()
         finally:
@@ -135,6 +165,11 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, dict[str, dic
     finally:
         await server_a.stop()
     return results
+
+
+def _pid(node: JsNode) -> int | None:
+    proc = node._proc  # the bench reads the process's CPU time
+    return proc.pid if proc is not None else None
 
 
 async def _ping(igloo: IglooServer, pubkey: str) -> None:
@@ -157,8 +192,9 @@ def render(results: dict[str, dict[str, dict[str, float]]], args: argparse.Names
         f"{platform.python_version()}; node {node_version} + @frostr/bifrost 1.0.7; {args.rounds} rounds per "
         f"series, {args.concurrency} concurrent requesters; latencies in ms",
         "",
-        "| 2-of-3 signing | series | p50 | p95 | p99 | mean | bar (p50) |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| 2-of-3 signing | series | p50 | p95 | p99 | mean | CPU/req requester | CPU/req co-signer "
+        "| bar (p50) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     labels = {
         "igloo+igloo": "Igloo → Igloo co-signer (POST /api/sign)",
@@ -178,7 +214,8 @@ def render(results: dict[str, dict[str, dict[str, float]]], args: argparse.Names
                 verdict += ("; " if verdict else "") + f"{relation} JS+JS"
             name = "sequential" if series == "sequential" else f"{args.concurrency} concurrent"
             lines.append(f"| {label} | {name} | {row['p50']:.1f} | {row['p95']:.1f} | {row['p99']:.1f} | "
-                         f"{row['mean']:.1f} | {verdict} |")
+                         f"{row['mean']:.1f} | {row['cpu_requester']:.1f} | {row['cpu_cosigner']:.1f} | "
+                         f"{verdict} |")
     return "\n".join(lines)
 
 
