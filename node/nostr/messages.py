@@ -12,6 +12,7 @@ the standard form.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from node.nostr.filters import Filter
 
 MAX_SUB_ID_LENGTH = 64
 _HEX = frozenset("0123456789abcdef")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class InvalidEventMessage(ValueError):
@@ -116,6 +118,21 @@ def _decode(text: str | bytes) -> list[Any]:
     return value
 
 
+def _has_lone_surrogate(text: str | bytes, value: Any) -> bool:
+    """True when a ``\\udXXX`` escape decoded to a lone surrogate: not Unicode, cannot be sent as UTF-8.
+
+    Only messages that contain such an escape (rare: a valid pair, or an attack) pay for the re-encoding.
+    """
+    raw = text.decode("latin-1") if isinstance(text, bytes) else text
+    if not _SURROGATE_ESCAPE.search(raw):
+        return False
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        return True
+    return False
+
+
 def _sub_id(value: object) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_SUB_ID_LENGTH:
         raise ValueError(f"subscription id must be a string of 1 to {MAX_SUB_ID_LENGTH} characters")
@@ -150,6 +167,11 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
     """Parse one client-to-relay frame; ``ValueError`` (or a subclass) explains what is wrong."""
     msg = _decode(text)
     kind = msg[0]
+    if _has_lone_surrogate(text, msg):
+        problem = "message has a lone surrogate escape (not valid Unicode)"
+        if kind == "EVENT" and len(msg) == 2:
+            raise InvalidEventMessage(problem, _event_id_of(msg[1]))
+        raise ValueError(problem)
     if kind == "EVENT":
         if len(msg) != 2:
             raise InvalidEventMessage(
@@ -175,6 +197,8 @@ def parse_relay_message(text: str | bytes) -> RelayMessage:
     """Parse one relay-to-client frame; ``ValueError`` explains what is wrong."""
     msg = _decode(text)
     kind = msg[0]
+    if _has_lone_surrogate(text, msg):
+        raise ValueError("message has a lone surrogate escape (not valid Unicode)")
     if kind == "EVENT":
         if len(msg) != 3:
             raise ValueError("EVENT from a relay takes a subscription id and one event")

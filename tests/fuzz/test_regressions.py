@@ -11,6 +11,7 @@ import pytest
 import tornado.ioloop
 import tornado.web
 
+from node.nostr.messages import ClientReq, InvalidEventMessage, parse_client_message, parse_relay_message
 from tests.fuzz.conftest import (
     API_KEY,
     ErrorTrap,
@@ -88,3 +89,19 @@ async def test_non_ascii_digits_in_since_are_ignored(
     assert json.loads(await read(ws))["message"] == "Connected to event stream"  # type: ignore[arg-type]
     ws.close()
     errors.check()
+
+
+def test_relay_messages_with_lone_surrogates_are_refused() -> None:
+    """``["REQ","\\ud800"]`` decoded to a lone surrogate; the relay's CLOSED reply could not be encoded
+    to UTF-8 and the handler logged an internal error. Such text is not Unicode: refuse it while parsing."""
+    with pytest.raises(ValueError, match="lone surrogate"):
+        parse_client_message('["REQ","\\ud800",{}]')
+    with pytest.raises(ValueError, match="lone surrogate"):
+        parse_relay_message('["NOTICE","\\udfff"]')
+    event = {"id": "ab" * 32, "pubkey": "cd" * 32, "created_at": 1, "kind": 1, "tags": [["t", "\ud800"]],
+             "content": "", "sig": "ef" * 64}
+    with pytest.raises(InvalidEventMessage) as refused:
+        parse_client_message(json.dumps(["EVENT", event]))
+    assert refused.value.event_id == "ab" * 32  # so the relay can answer OK false for that id
+    req = parse_client_message('["REQ","\\ud83d\\ude00",{}]')  # an escaped pair is fine
+    assert isinstance(req, ClientReq) and req.sub_id == "\U0001f600"
