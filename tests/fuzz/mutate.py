@@ -32,7 +32,10 @@ def _resize_payload(text: str, cut: int, extra: bytes, variant: str) -> str:
 
 
 def _rehrp(text: str, hrp: str, variant: str) -> str:
-    _, data = bech32.decode(text, variant="bech32m")
+    try:
+        _, data = bech32.decode(text, variant="bech32m")
+    except ValueError:
+        _, data = bech32.decode(text, variant="bech32")
     return bech32.encode(hrp, data, variant=variant)  # type: ignore[arg-type]
 
 
