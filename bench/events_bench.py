@@ -305,7 +305,9 @@ async def slow_client_run(work: Path, keyset: dict[str, Any], seconds: float) ->
         crowd = LoadClients(server.port, 100, headers=HEADERS, since=since)
         await crowd.start()
         await asyncio.sleep(0.5)
+        rss_base0 = server.rss()
         base = await measure(server, driver, crowd, 100.0, seconds, [peer.pid])
+        base_growth = int(base["rss_mb"] * 2**20) - rss_base0
         slow = LoadClients(
             server.port, 1, headers=HEADERS, since=int((await server.status())["lastSeq"]), rcvbuf=4096
         )
@@ -334,6 +336,8 @@ async def slow_client_run(work: Path, keyset: dict[str, Any], seconds: float) ->
             "rss_before_mb": round(rss0 / 2**20, 1),
             "rss_peak_mb": loaded["rss_mb"],
             "rss_growth_kib": round((rss_peak - rss0) / 1024, 0),
+            "rss_growth_without_slow_kib": round(base_growth / 1024, 0),
+            "rss_growth_due_to_slow_kib": round((rss_peak - rss0 - base_growth) / 1024, 0),
             "ws_max_buffer_kib": SLOW_BUFFER // 1024,
             "slow_close": first["closes"],
             "slow_frames_before_close": first["frames"],
@@ -385,6 +389,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "peer": "a second `python server.py` holding share 2, on the server's embedded relay",
     }
     try:
+        if args.slow_only:
+            out["slow_client"] = await slow_client_run(work, keyset, args.slow_seconds)
+            return out
         starts = await startup_times(work, keyset, 3)
         out["startup_s"] = {
             "median": round(statistics.median(starts), 3),
@@ -440,13 +447,14 @@ def main() -> int:
         "--slow-seconds", type=float, default=None, help="slow-client run length (default 20)"
     )
     parser.add_argument("--no-slow", action="store_true", help="skip the slow-client run")
+    parser.add_argument("--slow-only", action="store_true", help="only the slow-client run")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     args.clients = args.clients or ("1,100,1000" if args.quick else "1,100,1000,5000")
     args.window = args.window or (3.0 if args.quick else 10.0)
     args.slow_seconds = args.slow_seconds or (6.0 if args.quick else 20.0)
     result = asyncio.run(run(args))
-    print(result["table"])
+    print(result.get("table", ""))
     print(json.dumps({k: v for k, v in result.items() if k not in ("table", "rows")}, indent=2))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2))

@@ -12,9 +12,11 @@ delivered from memory, an ``error`` event says so, and the write is retried ever
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -34,6 +36,10 @@ log = logging.getLogger("igloo.events")
 
 RECENT_ON_CONNECT = 100  # events a client connecting without ?since= receives before live ones
 MAX_CLIENT_FRAME = 4096
+# The kernel's send buffer per event socket (Linux doubles it). Left to autotuning it grows to megabytes for
+# a client that stops reading, memory WS_MAX_BUFFER does not count and that delays the 1013 close by minutes;
+# 64 KiB still carries thousands of events per second to a client 100 ms away.
+SOCKET_SEND_BUFFER = 64 * 1024
 STORAGE_RETRY = 1.0  # seconds between attempts to write the event log while the database refuses writes
 CREDENTIAL_PROTOCOLS = ("apikey.", "bearer.", "session.")
 
@@ -417,6 +423,10 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
             return
         conn = self.ws_connection
         self.set_nodelay(True)  # a frame must not wait for the ACK of the previous one (Nagle, up to 40 ms)
+        sock = getattr(getattr(conn, "stream", None), "socket", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
         self._compressed = getattr(conn, "_compressor", None) is not None
         hub = self.event_hub
         hub.make_durable()  # the replay below may include events queued this turn: store them first
