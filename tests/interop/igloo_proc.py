@@ -130,6 +130,10 @@ class IglooServer:
         """POST JSON with the API key: (status, parsed JSON)."""
         return await self._fetch("POST", path, body, timeout)
 
+    async def put(self, path: str, body: Any) -> tuple[int, Any]:
+        """PUT JSON with the API key: (status, parsed JSON)."""
+        return await self._fetch("PUT", path, body)
+
     async def events_socket(self, since: int | None = None) -> tornado.websocket.WebSocketClientConnection:
         """A websocket client on /api/events, authenticated with the API key."""
         query = "" if since is None else f"?since={since}"

@@ -94,6 +94,18 @@ async def ensure_online(igloo: IglooServer, pubkey: str) -> None:
     assert status == 200 and body["success"] is True, body
 
 
+async def wait_events(js: JsNode, name: str, at_least: int = 1, timeout: float = 5.0) -> int:
+    """How many `name` events the JS node has forwarded, once at least `at_least` arrived (bounded wait:
+    the node prints its event after publishing, so our side may have finished before the line is read)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        count = sum(1 for e in js.events if e["event"] == name)
+        if count >= at_least or loop.time() > deadline:
+            return count
+        await asyncio.sleep(0.02)
+
+
 def assert_no_secret(text: str, keys: Keyset) -> None:
     for secret in keys.secrets_text():
         assert secret not in text
@@ -178,7 +190,7 @@ def test_our_api_signs_and_encrypts_with_only_the_js_node_online(js_ready: str, 
                 for sighash, (status, body) in zip(many, replies, strict=True):
                     assert status == 200 and body["id"] == sighash, body
                     assert verifies(keys.group_x, sighash, body["signature"])
-                batches = sum(e["event"] == "/sign/handler/res" for e in js.events) - before
+                batches = await wait_events(js, "/sign/handler/res", before + 1) - before
                 assert 1 <= batches < len(many)
 
                 # two fresh peers, so each cipher goes through a real ECDH round with the JS node
@@ -211,8 +223,7 @@ def test_our_api_signs_and_encrypts_with_only_the_js_node_online(js_ready: str, 
                 assert status == 200 and dec04 == {"result": "from nostr-tools 04"}, dec04
 
                 # the JS node answered our ECDH requests
-                handled = [e["event"] for e in js.events if e.get("from") == js.pubkey]
-                assert handled.count("/ecdh/handler/res") == 2
+                assert await wait_events(js, "/ecdh/handler/res", 2) == 2
         assert_no_secret(igloo.log_tail(), keys)
 
     run(scenario())
@@ -267,7 +278,7 @@ def test_two_js_nodes_sign_over_our_embedded_relay(js_ready: str, tmp_path: Path
                 signed = await alice.command("sign", message=sighash, peers=[bob.pubkey])
                 assert signed["ok"], signed  # bob's REQ used the [filter] form, or he would never hear alice
                 assert_valid(signed["data"][0], keys.group.group_pk)
-                assert any(e["event"] == "/sign/handler/res" for e in bob.events)
+                assert await wait_events(bob, "/sign/handler/res") == 1
             finally:
                 await asyncio.gather(alice.close(), bob.close())
 
@@ -312,5 +323,36 @@ def test_event_stream_shows_a_js_sign_request_without_secrets(js_ready: str, tmp
                 assert sighash in signs[-1]["data"]["sighashes"]
                 for frame in frames:
                     assert_no_secret(frame, keys)
+
+    run(scenario())
+
+
+# ------------------------------------------------------------------------------ member order beyond idx 9
+
+
+def test_share_10_signs_both_ways_with_lexicographic_member_order(js_ready: str, tmp_path: Path) -> None:
+    # JS sorts session members as strings ([10, 2]) and binds that order into the sid (spec §4.2).
+    made = keytools.keygen(2, 10)
+    group = decode_group(made["group"])
+    members = group.member_pubkeys()
+    ours, theirs = members[1], members[9]
+
+    async def scenario() -> None:
+        async with IglooServer(made["group"], made["shares"][1], tmp_path) as igloo:
+            async with JsNode(made["group"], made["shares"][9], [igloo.relay_url]) as js:
+                sighash = os.urandom(32).hex()
+                signed = await js.command("sign", message=sighash, peers=[ours])
+                assert signed["ok"], signed
+                assert_valid(signed["data"][0], group.group_pk)
+
+                for peer in members:  # leave the JS node (share 10) as our only allowed co-signer
+                    if peer not in (ours, theirs):
+                        status, _ = await igloo.put(f"/api/peers/{peer}/policy", {"allowSend": False})
+                        assert status == 200
+                other = os.urandom(32).hex()
+                status, body = await igloo.post("/api/sign", {"message": other})
+                assert status == 200, body
+                assert verifies(group.group_pk[1:], other, body["signature"])
+                assert await wait_events(js, "/sign/handler/res") == 1  # the JS node co-signed it
 
     run(scenario())
