@@ -151,6 +151,12 @@ def test_js_node_pings_signs_and_ecdhs_with_our_server(js_ready: str, tmp_path: 
 
                 # our responder answered every request: the JS node saw no rejection
                 assert not [e for e in js.events if e["event"].endswith("/rej") or e["event"] == "bounced"]
+
+                # our ping answer carries the policy we hold for the JS node
+                status, _ = await igloo.put(f"/api/peers/{theirs}/policy", {"allowReceive": False})
+                assert status == 200
+                pong = await js.command("ping", pubkey=ours)
+                assert pong["ok"] and pong["data"] == {"send": True, "recv": False}, pong
         assert_no_secret(igloo.log_tail(), keys)
 
     run(scenario())
