@@ -241,7 +241,7 @@ class SignApi(NodeApi):
             return
         try:
             # Concurrent requests share batched sessions: one co-signer message per batch, not per request.
-            entry = await queue_for(service).sign(msg_id)
+            entry = await queue_for(service).sign(msg_id, service.options.sign_timeout)
         except NodeError as exc:
             self.node_error(exc)
             return

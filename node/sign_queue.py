@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from node.protocol import MAX_HASHES, SignatureEntry
-from node.service import NodeUnavailable
+from node.service import NodeTimeout, NodeUnavailable
 
 SignFn = Callable[[list[list[str]]], Awaitable[list[SignatureEntry]]]
 
@@ -34,17 +34,23 @@ class SignQueue:
         self._tasks: set[asyncio.Task[None]] = set()
         self.sessions = 0  # batched sessions started (for tests and the bench)
 
-    async def sign(self, sighash: str) -> SignatureEntry:
+    async def sign(self, sighash: str, timeout: float | None = None) -> SignatureEntry:
         """The signature entry ``(sighash, tweaked_pk, sig)`` for one lower-case hex32 sighash.
 
-        Raises what the node's ``sign`` raises for the session this request ended up in. A request queued
-        behind a session in flight can wait up to two signing deadlines in the worst case.
+        Raises what the node's ``sign`` raises for the session this request ended up in, or ``NodeTimeout``
+        when ``timeout`` seconds pass first (a request queued behind a session in flight still gets its own
+        deadline, counted from when it arrived).
         """
         future: asyncio.Future[SignatureEntry] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(sighash, []).append(future)
         if self._inflight < self.max_inflight:
             self._launch()
-        return await future
+        if timeout is None:
+            return await future
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise NodeTimeout("signing timed out") from None
 
     def _launch(self) -> None:
         batch: dict[str, list[asyncio.Future[SignatureEntry]]] = {}

@@ -136,3 +136,20 @@ def test_queue_for_is_per_service_and_does_not_keep_a_replaced_service_alive() -
         assert gone() is None
 
     run(scenario())
+
+
+def test_a_queued_request_keeps_its_own_deadline() -> None:
+    async def scenario() -> None:
+        node = FakeNode()
+        node.gate = asyncio.Event()
+        queue = SignQueue(node.sign)
+        a, b = hashes(2)
+        stuck = asyncio.ensure_future(queue.sign(a))
+        await asyncio.sleep(0)
+        with pytest.raises(NodeTimeout):
+            await queue.sign(b, timeout=0.05)  # waiting behind a session that does not finish in time
+        node.gate.set()
+        assert (await stuck)[0] == a
+        assert node.sessions == [[[a]]]  # the timed-out request never went out
+
+    run(scenario())
