@@ -115,6 +115,8 @@ def build_application(
             "max_events": config.relay_max_events,
             "max_age": float(config.relay_max_age),
             "max_connections": config.relay_max_connections,
+            "event_rate": float(config.relay_event_rate),  # EVENTs/s per connection, bursts of twice that
+            "event_burst": 2.0 * config.relay_event_rate,
         },
     }
     settings.update(extra_settings or {})

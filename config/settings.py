@@ -78,6 +78,7 @@ class Settings:
     relay_max_events: int = 10_000
     relay_max_age: int = 3600
     relay_max_connections: int = 1000
+    relay_event_rate: int = 100
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -125,6 +126,7 @@ class Settings:
             "relay_max_events": env.get("RELAY_MAX_EVENTS", 10_000, _int_range(0, 10_000_000)),
             "relay_max_age": env.get("RELAY_MAX_AGE", 3600, _int_range(1, 365 * 86400)),
             "relay_max_connections": env.get("RELAY_MAX_CONNECTIONS", 1000, _int_range(1, 1_000_000)),
+            "relay_event_rate": env.get("RELAY_EVENT_RATE", 100, _int_range(1, 1_000_000)),
         }
         if (values["basic_auth_user"] is None) != (values["basic_auth_pass"] is None):
             raise ConfigError("BASIC_AUTH_PASS: BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
