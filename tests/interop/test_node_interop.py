@@ -142,12 +142,24 @@ def test_js_node_pings_signs_and_ecdhs_with_our_server(js_ready: str, tmp_path: 
                 assert_valid(batch["data"][1], keys.group.group_pk)
                 assert batch["data"][0][1] != batch["data"][1][1]
 
+                # a session with content and type bound into its sid, and a vector with two tweaks
+                tweaks = [os.urandom(32), os.urandom(32)]
+                vector = [os.urandom(32).hex(), *(t.hex() for t in tweaks)]
+                custom = await js.command("sign", message=[vector], peers=[ours], content="abcd",
+                                          type="nostr-event")
+                assert custom["ok"], custom
+                assert_valid(custom["data"][0], keys.group.group_pk, tweaks)
+
                 peer_sk, peer_pk = random_peer()
                 shared = await js.command("ecdh", ecdh_pk=peer_pk, peers=[ours])
                 assert shared["ok"], shared
                 point = bytes.fromhex(shared["data"])
                 assert point[1:] == curve.ecdh_x(keys.secret, curve.lift_x(bytes.fromhex(peer_pk)))
                 assert point[1:] == curve.ecdh_x(peer_sk, keys.group.group_pk)  # the peer's view agrees
+                other_sk = os.urandom(32)  # the reference also takes a 33-byte compressed ecdh_pk
+                shared = await js.command("ecdh", ecdh_pk=curve.pubkey_of(other_sk).hex(), peers=[ours])
+                assert shared["ok"], shared
+                assert bytes.fromhex(shared["data"])[1:] == curve.ecdh_x(other_sk, keys.group.group_pk)
 
                 # our responder answered every request: the JS node saw no rejection
                 assert not [e for e in js.events if e["event"].endswith("/rej") or e["event"] == "bounced"]
