@@ -134,6 +134,8 @@ class NodeService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ping_task: asyncio.Task[None] | None = None
         self._ecdh_cache: OrderedDict[str, bytes] = OrderedDict()
+        # Peers whose last ping answer said they do not handle our requests (their recv policy is off).
+        self._refused_by: set[str] = set()
         self._seen_requests: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.started_at: float | None = None
         self.ready = False
@@ -426,6 +428,10 @@ class NodeService:
             self._emit_peer("peer-ping-internal", pubkey, False)
             raise PeerResponseError(str(exc)) from exc
         self.peer_table.mark_seen(pubkey, latency)
+        if policy.recv:
+            self._refused_by.discard(pubkey)
+        else:
+            self._refused_by.add(pubkey)
         self._emit_peer("peer-ping-internal", pubkey, True)
         return policy, latency
 
@@ -454,7 +460,8 @@ class NodeService:
     def _choose(self, excluded: set[str]) -> tuple[list[str], bool]:
         """``threshold - 1`` peers, online first; and whether alternatives remain."""
         candidates = [p for p in self.peers if self.policies.get(p).send and p not in excluded]
-        ranked = self.peer_table.rank(candidates)
+        # A peer that told us it refuses our requests answers them with silence (spec §4.7): ask it last.
+        ranked = sorted(self.peer_table.rank(candidates), key=lambda p: p in self._refused_by)
         need = self.threshold - 1
         if len(ranked) < need:
             raise NodeUnavailable(
