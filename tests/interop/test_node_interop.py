@@ -374,3 +374,34 @@ def test_share_10_signs_both_ways_with_lexicographic_member_order(js_ready: str,
                 assert await wait_events(js, "/sign/handler/res") == 1  # the JS node co-signed it
 
     run(scenario())
+
+
+# ------------------------------------------------------------------------------ a JS peer that refuses us
+
+
+def test_a_js_peer_refusing_us_is_not_waited_on(js_ready: str, tmp_path: Path) -> None:
+    # JS share 2 holds recv: false for us and answers our sign requests with silence; JS share 3 signs.
+    keys = Keyset()
+    ours, refusing = keys.members[0], keys.members[1]
+    policies = [{"pubkey": ours, "policy": {"send": True, "recv": False}}]
+
+    async def scenario() -> None:
+        async with IglooServer(keys.bfgroup, keys.bfshares[0], tmp_path, sign_timeout=4.0) as igloo:
+            async with (
+                JsNode(keys.bfgroup, keys.bfshares[1], [igloo.relay_url], policies=policies) as js2,
+                JsNode(keys.bfgroup, keys.bfshares[2], [igloo.relay_url]) as js3,
+            ):
+                for _ in range(4):  # each ping round may make the refusing peer the fastest one
+                    status, pinged = await igloo.post("/api/peers/ping", {"target": "all"})
+                    assert status == 200 and all(r["success"] for r in pinged["results"]), pinged
+                    sighash = os.urandom(32).hex()
+                    started = time.monotonic()
+                    status, body = await igloo.post("/api/sign", {"message": sighash})
+                    assert status == 200, body
+                    assert time.monotonic() - started < 1.5  # a fallback would wait half of 4 s first
+                    assert verifies(keys.group_x, sighash, body["signature"])
+                assert await wait_events(js3, "/sign/handler/res", 4) == 4
+                assert not [e for e in js2.events if e["event"] == "bounced" and e.get("from") == ours]
+                assert js2.pubkey == refusing
+
+    run(scenario())
