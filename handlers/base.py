@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import json
 import logging
@@ -147,7 +146,7 @@ class AuthMixin(tornado.web.RequestHandler):
             return None
         try:
             decoded = base64.b64decode(header.split(None, 1)[1], validate=True).decode("utf-8")
-        except (IndexError, binascii.Error, UnicodeDecodeError):
+        except (IndexError, ValueError):  # ValueError also covers non-ASCII text and binascii.Error
             return None
         given_user, sep, given_pass = decoded.partition(":")
         # Evaluate both comparisons so timing does not tell which part was wrong.

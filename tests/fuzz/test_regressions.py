@@ -105,3 +105,15 @@ def test_relay_messages_with_lone_surrogates_are_refused() -> None:
     assert refused.value.event_id == "ab" * 32  # so the relay can answer OK false for that id
     req = parse_client_message('["REQ","\\ud83d\\ude00",{}]')  # an escaped pair is fine
     assert isinstance(req, ClientReq) and req.sub_id == "\U0001f600"
+
+
+async def test_basic_auth_with_non_ascii_base64_is_a_401(
+    http_server: Any, http_server_port: tuple[Any, int], errors: ErrorTrap
+) -> None:
+    """``Authorization: Basic /zrp6ek=\\xe9`` (header bytes arrive as latin-1 text): b64decode raised a plain
+    ValueError for non-ASCII input, which the Basic check did not catch: a 500 on every route."""
+    for value in (b"Basic \xe9\xe9==", b"Basic /zrp6ek=\xff"):
+        request = build_request("GET", "/api/peers", [("Authorization", value)], b"")
+        response = await raw_http(http_server_port[1], request)
+        assert response.status == 401, response.status
+    errors.check()
