@@ -14,7 +14,7 @@ What it does, in one invocation (about 8 minutes; `--quick` about 2):
    two), alternating. RSS at idle is read once the peer is connected; then 1000 idle stream clients connect.
 3. For each C: C stream clients (API key header, `?since=` the current seq) in separate load-generator
    processes (`bench/_loadclients.py`, 1250 clients each); events at a fixed 20 events/s, then at the maximum
-   rate (16 requests in flight at the peer) for `--window` seconds each. Reported: events/s (seq delta),
+   rate (32 requests in flight at the peer) for `--window` seconds each. Reported: events/s (seq delta),
    frames/s delivered, delivery latency p50/p99/max (client receipt minus the frame's `timestamp`), frames
    lost (seq gaps), server CPU% (/proc/PID/stat) and peak RSS, the peer's and the clients' CPU%.
 4. The floor: `bench/broadcast_floor.py` with the same clients at 20 events/s and flat out; our max frames/s
@@ -51,18 +51,31 @@ from _server import API_KEY, ServerProc, free_port, igloo_env, proc_cpu_seconds 
 from node.keytools import keygen  # noqa: E402
 
 HEADERS = {"X-API-Key": API_KEY}
-MAX_IN_FLIGHT = 16  # peer requests in flight at the maximum rate
+MAX_IN_FLIGHT = 32  # peer requests in flight at the maximum rate
 SLOW_BUFFER = 256 * 1024
+PER_PROCESS = int(os.environ.get("BENCH_CLIENTS_PER_PROCESS", "1250"))  # clients per load-generator process
 
 
-class NodeDriver:
-    """Drives events through the real node: the peer pings and asks for signatures."""
+class HttpPeerDriver:
+    """The peer is a second `python server.py`; events are driven through its REST API."""
+
+    kind = "a second `python server.py` (share 2) driven through its REST API"
 
     def __init__(self, peer: ServerProc, target: str) -> None:
         self.peer = peer
         self.target = target
         self.ops = 0
         self.errors = 0
+        self.codes: dict[int, int] = {}
+
+    @property
+    def pid(self) -> int:
+        """The peer's process id."""
+        return self.peer.pid
+
+    async def stop(self) -> None:
+        """Stop the peer."""
+        await self.peer.stop()
 
     async def _op(self, n: int) -> None:
         if n % 2 == 0:
@@ -74,6 +87,7 @@ class NodeDriver:
         self.ops += 1
         if not ok:
             self.errors += 1
+            self.codes[code] = self.codes.get(code, 0) + 1
 
     async def drive(self, rate: float, seconds: float) -> None:
         """``rate`` events/s (a ping is one event, a sign two) for ``seconds``; 0 = flat out."""
@@ -101,6 +115,73 @@ class NodeDriver:
             await asyncio.wait(tasks, timeout=20)
 
 
+class NodePeerDriver:
+    """The peer is Igloo's NodeService in its own process (bench/_peer.py), driven over stdin."""
+
+    kind = "Igloo's NodeService (share 2) in its own process, bench/_peer.py, no HTTP layer"
+
+    def __init__(self, config: dict[str, str]) -> None:
+        self.config = config
+        self.proc: asyncio.subprocess.Process | None = None
+        self.ops = 0
+        self.errors = 0
+        self.codes: dict[str, int] = {}
+
+    @property
+    def pid(self) -> int:
+        """The peer's process id."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def _line(self, timeout: float) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not raw:
+            raise RuntimeError("the peer process exited")
+        answer: dict[str, Any] = json.loads(raw)
+        return answer
+
+    async def start(self) -> None:
+        """Spawn the peer and wait until it has pinged the server."""
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "bench" / "_peer.py"),
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(self.config) + "\n").encode())
+        await self._line(30)
+
+    async def drive(self, rate: float, seconds: float) -> None:
+        """``rate`` events/s for ``seconds`` (0 = flat out with MAX_IN_FLIGHT requests in flight)."""
+        assert self.proc is not None and self.proc.stdin is not None
+        cmd = {"cmd": "drive", "rate": rate, "seconds": seconds, "inflight": MAX_IN_FLIGHT}
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+        done = await self._line(seconds + 60)
+        self.ops += done["ops"]
+        self.errors += done["errors"]
+        for name, count in done["codes"].items():
+            self.codes[name] = self.codes.get(name, 0) + count
+
+    async def stop(self) -> None:
+        """Close stdin; kill if it lingers."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+Driver = HttpPeerDriver | NodePeerDriver
+
+
 class FloorDriver:
     """Drives the broadcast floor's own publisher."""
 
@@ -126,7 +207,7 @@ async def sample_rss(server: ServerProc, stop: asyncio.Event, out: list[int]) ->
 
 async def measure(
     server: ServerProc,
-    driver: NodeDriver | FloorDriver,
+    driver: Driver | FloorDriver,
     clients: LoadClients,
     rate: float,
     seconds: float,
@@ -188,8 +269,8 @@ async def measure(
 
 
 async def start_pair(
-    work: Path, keyset: dict[str, Any], name: str, **extra: str
-) -> tuple[ServerProc, ServerProc, str]:
+    work: Path, keyset: dict[str, Any], name: str, peer_kind: str, **extra: str
+) -> tuple[ServerProc, Driver]:
     """Our server (share 1, embedded relay) and its peer (share 2 on our relay), both ready."""
     port, peer_port = free_port(), free_port()
     common = {
@@ -197,6 +278,7 @@ async def start_pair(
         "WS_PING_INTERVAL": "0",
         "PEER_PING_INTERVAL": "3600",
         "SIGN_BUDGET": "1000000",
+        "RELAY_EVENT_RATE": "100000",  # the default 100/s per connection would cap the node's answers
     }
     server = ServerProc(
         port,
@@ -218,9 +300,20 @@ async def start_pair(
     )
     await server.spawn()
     await server.wait_status(ready=True)
+    target = str((await server.status())["pubkey"])
+    if peer_kind == "node":
+        driver = NodePeerDriver(
+            {
+                "group": keyset["group"],
+                "share": keyset["shares"][1],
+                "relay": f"ws://127.0.0.1:{port}/",
+                "target": target,
+            }
+        )
+        await driver.start()
+        return server, driver
     await peer.spawn()
     await peer.wait_status(ready=True)
-    target = str((await server.status())["pubkey"])
     for _ in range(50):  # the peer must see us online before it picks us as co-signer
         code, body = await peer.request("POST", "/api/peers/ping", {"target": target}, 5)
         if code == 200 and isinstance(body, dict) and body.get("success"):
@@ -228,7 +321,7 @@ async def start_pair(
         await asyncio.sleep(0.1)
     else:
         raise RuntimeError("the peer cannot ping the server")
-    return server, peer, target
+    return server, HttpPeerDriver(peer, target)
 
 
 async def startup_times(work: Path, keyset: dict[str, Any], runs: int) -> list[float]:
@@ -269,7 +362,7 @@ async def idle_memory(server: ServerProc, count: int) -> dict[str, Any]:
 
 async def sweep(
     server: ServerProc,
-    driver: NodeDriver | FloorDriver,
+    driver: Driver | FloorDriver,
     counts: list[int],
     window: float,
     others: list[int],
@@ -279,7 +372,11 @@ async def sweep(
     rows = []
     for count in counts:
         clients = LoadClients(
-            server.port, count, headers=HEADERS, since=int((await server.status())["lastSeq"])
+            server.port,
+            count,
+            headers=HEADERS,
+            since=int((await server.status())["lastSeq"]),
+            per_process=PER_PROCESS,
         )
         conn = await clients.start()
         if conn["failed"]:
@@ -294,19 +391,20 @@ async def sweep(
     return rows
 
 
-async def slow_client_run(work: Path, keyset: dict[str, Any], seconds: float) -> dict[str, Any]:
+async def slow_client_run(
+    work: Path, keyset: dict[str, Any], seconds: float, peer_kind: str
+) -> dict[str, Any]:
     """100 clients at 100 events/s, without and with one client that stops reading."""
-    server, peer, target = await start_pair(
-        work, keyset, "slow", WS_MAX_BUFFER=str(SLOW_BUFFER), EVENT_BUFFER_SIZE="5000"
+    server, driver = await start_pair(
+        work, keyset, "slow", peer_kind, WS_MAX_BUFFER=str(SLOW_BUFFER), EVENT_BUFFER_SIZE="5000"
     )
-    driver = NodeDriver(peer, target)
     try:
         since = int((await server.status())["lastSeq"])
         crowd = LoadClients(server.port, 100, headers=HEADERS, since=since)
         await crowd.start()
         await asyncio.sleep(0.5)
         rss_base0 = server.rss()
-        base = await measure(server, driver, crowd, 100.0, seconds, [peer.pid])
+        base = await measure(server, driver, crowd, 100.0, seconds, [driver.pid])
         base_growth = int(base["rss_mb"] * 2**20) - rss_base0
         slow = LoadClients(
             server.port, 1, headers=HEADERS, since=int((await server.status())["lastSeq"]), rcvbuf=4096
@@ -317,7 +415,7 @@ async def slow_client_run(work: Path, keyset: dict[str, Any], seconds: float) ->
         await slow.window(s0)
         await slow.command({"cmd": "pause"})
         rss0 = server.rss()
-        loaded = await measure(server, driver, crowd, 100.0, seconds, [peer.pid])
+        loaded = await measure(server, driver, crowd, 100.0, seconds, [driver.pid])
         rss_peak = int(loaded["rss_mb"] * 2**20)
         s1 = int((await server.status())["lastSeq"])
         await slow.command({"cmd": "unpause"})
@@ -347,7 +445,7 @@ async def slow_client_run(work: Path, keyset: dict[str, Any], seconds: float) ->
             "slow_window_events": s1 - s0,
         }
     finally:
-        await peer.stop()
+        await driver.stop()
         await server.stop()
 
 
@@ -386,11 +484,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         "load_before": os.getloadavg(),
         "command": " ".join(sys.argv),
-        "peer": "a second `python server.py` holding share 2, on the server's embedded relay",
     }
     try:
         if args.slow_only:
-            out["slow_client"] = await slow_client_run(work, keyset, args.slow_seconds)
+            out["slow_client"] = await slow_client_run(work, keyset, args.slow_seconds, args.peer)
             return out
         starts = await startup_times(work, keyset, 3)
         out["startup_s"] = {
@@ -399,13 +496,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "runs": [round(s, 3) for s in starts],
         }
         print(json.dumps(out["startup_s"]), file=sys.stderr)
-        server, peer, target = await start_pair(work, keyset, "main")
+        server, driver = await start_pair(work, keyset, "main", args.peer)
         try:
             out["memory"] = await idle_memory(server, args.idle_clients)
             print(json.dumps(out["memory"]), file=sys.stderr)
-            rows = await sweep(server, NodeDriver(peer, target), counts, args.window, [peer.pid], "igloo")
+            out["peer"] = driver.kind
+            rows = await sweep(server, driver, counts, args.window, [driver.pid], "igloo")
         finally:
-            await peer.stop()
+            await driver.stop()
             await server.stop()
         floor_port = free_port()
         floor = ServerProc(
@@ -425,7 +523,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         by_key = {(r["clients"], str(r["rate"])): r for r in floor_rows}
         out["table"] = table(rows + floor_rows, by_key)
         if not args.no_slow:
-            out["slow_client"] = await slow_client_run(work, keyset, args.slow_seconds)
+            out["slow_client"] = await slow_client_run(work, keyset, args.slow_seconds, args.peer)
     finally:
         out["load_after"] = os.getloadavg()
         shutil.rmtree(work, ignore_errors=True)
@@ -447,6 +545,12 @@ def main() -> int:
         "--slow-seconds", type=float, default=None, help="slow-client run length (default 20)"
     )
     parser.add_argument("--no-slow", action="store_true", help="skip the slow-client run")
+    parser.add_argument(
+        "--peer",
+        choices=("node", "server"),
+        default="node",
+        help="peer: Igloo's NodeService in its own process (node) or a second server.py driven by HTTP",
+    )
     parser.add_argument("--slow-only", action="store_true", help="only the slow-client run")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
