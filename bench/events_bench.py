@@ -8,12 +8,16 @@ What it does, in one invocation (about 8 minutes; `--quick` about 2):
 1. Start-up: spawns `python server.py` (env config: API_KEY, GROUP_CRED/SHARE_CRED of share 1 of a fresh
    2-of-3 group from `node.keytools.keygen`, the embedded relay) three times on fresh data directories and
    times spawn → first 200 from `/api/status`.
-2. The peer: a second `python server.py` holding share 2, whose node uses the first server's embedded relay
-   (RELAYS=ws://127.0.0.1:<port>/). Events are driven through the real node: the peer's `POST /api/peers/ping`
-   (the server's node answers and emits one event) and `POST /api/sign` (the server's node co-signs and emits
-   two), alternating. RSS at idle is read once the peer is connected; then 1000 idle stream clients connect.
+2. The peer, holding share 2 on the server's embedded relay: by default Igloo's NodeService in its own
+   process (`bench/_peer.py`: the node code of server.py without HTTP, so the load generator stays cheap);
+   `--peer server` makes it a second `python server.py` driven through its REST API instead. Events are
+   driven through the real node: the peer pings (the server's node answers and emits one event) and asks
+   for signatures (the server's node co-signs and emits two), alternating. The server runs with
+   RELAY_EVENT_RATE raised (the default 100 EVENTs/s per relay connection would cap its answers). RSS at
+   idle is read once the peer is connected; then 1000 idle stream clients connect.
 3. For each C: C stream clients (API key header, `?since=` the current seq) in separate load-generator
-   processes (`bench/_loadclients.py`, 1250 clients each); events at a fixed 20 events/s, then at the maximum
+   processes (`bench/_loadclients.py`, BENCH_CLIENTS_PER_PROCESS clients each, default 250); events at a
+   fixed 20 events/s, then at the maximum
    rate (32 requests in flight at the peer) for `--window` seconds each. Reported: events/s (seq delta),
    frames/s delivered, delivery latency p50/p99/max (client receipt minus the frame's `timestamp`), frames
    lost (seq gaps), server CPU% (/proc/PID/stat) and peak RSS, the peer's and the clients' CPU%.
@@ -53,7 +57,7 @@ from node.keytools import keygen  # noqa: E402
 HEADERS = {"X-API-Key": API_KEY}
 MAX_IN_FLIGHT = 32  # peer requests in flight at the maximum rate
 SLOW_BUFFER = 256 * 1024
-PER_PROCESS = int(os.environ.get("BENCH_CLIENTS_PER_PROCESS", "1250"))  # clients per load-generator process
+PER_PROCESS = int(os.environ.get("BENCH_CLIENTS_PER_PROCESS", "250"))  # clients per load-generator process
 
 
 class HttpPeerDriver:
