@@ -103,7 +103,7 @@ def decode_envelope(text: str) -> tuple[str, str, str]:
     """Parse and validate a decrypted ``[tag, id, data]`` envelope."""
     try:
         obj = json.loads(text)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: nested deeper than the parser allows
         raise ValueError("envelope is not JSON") from None
     if not isinstance(obj, list) or len(obj) != 3:
         raise ValueError("envelope must be a [tag, id, data] array")

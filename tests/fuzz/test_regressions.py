@@ -11,6 +11,7 @@ import pytest
 import tornado.ioloop
 import tornado.web
 
+from node.nostr import cipher
 from node.nostr.messages import ClientReq, InvalidEventMessage, parse_client_message, parse_relay_message
 from tests.fuzz.conftest import (
     API_KEY,
@@ -117,3 +118,10 @@ async def test_basic_auth_with_non_ascii_base64_is_a_401(
         response = await raw_http(http_server_port[1], request)
         assert response.status == 401, response.status
     errors.check()
+
+
+def test_deeply_nested_envelope_is_a_value_error() -> None:
+    """A stranger's kind-20004 event whose decrypted envelope is ``[[[…]]]`` 2000 deep: decode_envelope let
+    RecursionError escape, past NodeService._on_event's ValueError handler, into the event loop."""
+    with pytest.raises(ValueError, match="envelope is not JSON"):
+        cipher.decode_envelope("[" * 2000 + "]" * 2000)
