@@ -109,4 +109,9 @@ def decode_envelope(text: str) -> tuple[str, str, str]:
         raise ValueError("envelope must be a [tag, id, data] array")
     tag, msg_id, data = obj
     _check_envelope(tag, msg_id, data)
+    try:  # a \udXXX escape can decode to a lone surrogate: not Unicode, and it breaks every later encode
+        tag.encode("utf-8")
+        data.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("envelope is not valid Unicode (lone surrogate)") from None
     return tag, msg_id, data

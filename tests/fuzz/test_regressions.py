@@ -125,3 +125,14 @@ def test_deeply_nested_envelope_is_a_value_error() -> None:
     RecursionError escape, past NodeService._on_event's ValueError handler, into the event loop."""
     with pytest.raises(ValueError, match="envelope is not JSON"):
         cipher.decode_envelope("[" * 2000 + "]" * 2000)
+
+
+def test_envelope_with_a_lone_surrogate_is_a_value_error() -> None:
+    """A member's envelope tag ``"11\\ud800"`` made the node's 'Message received' event unencodable: the
+    event hub raised, the node swallowed it, and the message vanished without any event."""
+    for envelope in ('["11\\ud800", "73405e82b7376da7495f90e23ed0077e", "ping"]',
+                     '["/ping/req", "73405e82b7376da7495f90e23ed0077e", "\\udfff"]'):
+        with pytest.raises(ValueError, match="lone surrogate"):
+            cipher.decode_envelope(envelope)
+    pair = '["/ping/req", "73405e82b7376da7495f90e23ed0077e", "\\ud83d\\ude00"]'
+    assert cipher.decode_envelope(pair)[2] == "\U0001f600"
