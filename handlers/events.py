@@ -71,9 +71,15 @@ def encode_payload(body: dict[str, Any]) -> bytes:
     """Serialize one frame body to compact UTF-8 JSON (data made JSON-safe, never failing)."""
     try:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode()
+    except UnicodeEncodeError:
+        pass  # a lone surrogate somewhere: ASCII-escaped JSON still carries it faithfully
+    except (ValueError, TypeError, RecursionError):
+        body = dict(body, data={"error": "event data could not be serialized"})
+    try:
+        return json.dumps(body, separators=(",", ":"), default=_json_default).encode("ascii")
     except (ValueError, TypeError, RecursionError):
         safe = dict(body, data={"error": "event data could not be serialized"})
-        return json.dumps(safe, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+        return json.dumps(safe, separators=(",", ":"), default=str).encode("ascii")
 
 
 def websocket_text_frame(payload: bytes) -> bytes:

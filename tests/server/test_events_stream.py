@@ -191,3 +191,16 @@ async def test_session_expiry_closes_socket_4401(igloo: Igloo) -> None:
     await read_frame(ws)
     await read_until_closed(ws, timeout=3)
     assert ws.close_code == 4401
+
+
+def test_encode_payload_never_fails() -> None:
+    from handlers.events import encode_payload
+
+    lone = "peer said \ud800"
+    frame = json.loads(encode_payload({"type": "warn", "message": lone, "data": {"tag": lone}}))
+    assert frame["message"] == lone and frame["data"] == {"tag": lone}
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    frame = json.loads(encode_payload({"type": "warn", "message": lone, "data": deep}))
+    assert frame["message"] == lone and frame["data"] == {"error": "event data could not be serialized"}
