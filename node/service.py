@@ -257,6 +257,10 @@ class NodeService:
                 pending.answers.setdefault(inbound.sender, inbound)
                 if pending.expected <= pending.answers.keys():
                     pending.done.set()
+            else:
+                # Late (after its request timed out) or never asked for: say so rather than drop it silently.
+                self.emit("bifrost", "Message bounced: response to no pending request",
+                          {"from": inbound.sender, "tag": inbound.tag, "id": inbound.id})
             return
         handler = {
             protocol.PING_REQ: self._on_ping,

@@ -121,6 +121,11 @@ async def test_hostile_messages_are_refused(http_server: Any, http_server_port: 
         refused = await pub.send(huge)
         assert refused[2] is False and "content longer" in refused[3]
 
+        # A response nobody asked for (or one arriving after its request timed out) is reported, not used.
+        await pub.send(protocol.seal(member_sk, a.pubkey, protocol.PING_RES, protocol.new_msg_id(),
+                                     '{"send":true,"recv":true}', now))
+        await until(lambda: "Message bounced: response to no pending request" in messages())
+
         # A stranger's well-formed sign request never reaches the node (not an author of its filter).
         fresh = create_session(group, members, [[secrets.token_hex(32)]], stamp=now)
         await pub.send(protocol.seal(stranger_sk, a.pubkey, protocol.SIGN_REQ, protocol.new_msg_id(),
