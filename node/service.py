@@ -12,13 +12,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from node import protocol
 from node.crypto import curve
 from node.crypto.credentials import GroupPackage, SharePackage
 from node.crypto.ecdh import EcdhPackage, combine_ecdh_pkgs, create_ecdh_pkg
-from node.crypto.session import combine_session, create_session, sign_session
+from node.crypto.session import PsigPackage, combine_session, create_session, sign_session
 from node.events import Emit, error_json, safe_data
 from node.nostr.event import Event
 from node.peers import PeerTable
@@ -68,6 +68,35 @@ class Pool(Protocol):
 
 
 PoolFactory = Callable[..., Pool]
+
+
+_P = TypeVar("_P")
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class _Round:
+    """What names a co-signer round in events and errors: ``sign`` or ``ecdh``."""
+
+    kind: str  # event type
+    tag: str  # request message tag
+    label: str  # first word of the event messages
+    timeout_text: str
+
+
+_SIGN_ROUND = _Round("sign", protocol.SIGN_REQ, "Signature", "signing timed out")
+_ECDH_ROUND = _Round("ecdh", protocol.ECDH_REQ, "ECDH", "ECDH timed out")
+
+
+@dataclass
+class _Attempt(Generic[_P, _R]):
+    """One request to the chosen co-signers: what to send, how to judge answers, how to finish."""
+
+    data: str
+    sent: dict[str, Any]  # data of the "request sent" event
+    ident: dict[str, Any]  # fields naming the attempt in the "rejected: timeout" event
+    check: Callable[[str, str], _P]  # (peer, answer data) -> package; ValueError when wrong
+    finish: Callable[[list[_P]], _R]
 
 
 @dataclass
@@ -489,11 +518,13 @@ class NodeService:
             self._seen(peer)
         return silent
 
-    async def sign(
-        self, message: str | list[list[str]], timeout: float | None = None
-    ) -> list[SignatureEntry]:
-        """Threshold-sign one sighash or a batch of vectors; ``SignatureEntry`` per vector."""
-        vectors = protocol.sighash_vectors(message)
+    async def _cosign(self, round_: _Round, timeout: float | None,
+                      attempt: Callable[[list[str], list[int]], _Attempt[_P, _R]]) -> _R:
+        """Ask ``threshold - 1`` co-signers until one set answers well or the deadline passes.
+
+        ``attempt`` builds the request for the chosen peers and their member indexes; silent or
+        wrong peers are excluded and the next attempt goes to others while any remain.
+        """
         self._require_active()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or self.options.sign_timeout)
@@ -502,7 +533,7 @@ class NodeService:
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise last_error or NodeTimeout("signing timed out")
+                raise last_error or NodeTimeout(round_.timeout_text)
             try:
                 chosen, alternatives = self._choose(excluded)
             except NodeUnavailable:
@@ -510,40 +541,60 @@ class NodeService:
                     raise last_error from None
                 raise
             members = protocol.members_for(self.group, [self.pubkey, *chosen])
-            session = create_session(self.group, members, vectors, stamp=int(self._clock()))
-            data = protocol.compact(session.to_json())
-            self.emit("sign", "Signature request sent",
-                      {"sid": session.sid, "peers": chosen, "sighashes": [v[0] for v in vectors]})
+            current = attempt(chosen, members)
+            self.emit(round_.kind, f"{round_.label} request sent", current.sent)
             wait = self._attempt_wait(chosen, alternatives, remaining)
             answers = (
-                await self._request(protocol.SIGN_REQ, dict.fromkeys(chosen, data), wait) if chosen else {}
+                await self._request(round_.tag, dict.fromkeys(chosen, current.data), wait) if chosen else {}
             )
             silent = self._note_silent(chosen, answers)
-            pkgs = []
+            pkgs: list[_P] = []
             for peer, answer in answers.items():
                 try:
-                    pkgs.append(protocol.check_psig_response(self.group, session, peer, answer.data))
+                    pkgs.append(current.check(peer, answer.data))
                 except ValueError as exc:
                     excluded.add(peer)
                     last_error = PeerResponseError(f"{exc} : {peer}")
-                    self.emit("sign", f"Signature share aggregation failed: {exc}", {"peer": peer})
+                    self.emit(round_.kind, f"{round_.label} share aggregation failed: {exc}", {"peer": peer})
             if silent or len(pkgs) != len(chosen):
                 excluded |= silent
                 if silent:
                     last_error = last_error if isinstance(last_error, PeerResponseError) else NodeTimeout(
-                        "signing timed out")
-                    self.emit("sign", "Signature request rejected: timeout", {"sid": session.sid,
-                                                                              "silent": sorted(silent)})
+                        round_.timeout_text)
+                    self.emit(round_.kind, f"{round_.label} request rejected: timeout",
+                              {**current.ident, "silent": sorted(silent)})
                 continue
-            own = sign_session(self.group, self._share, session)
-            try:
-                entries = combine_session(self.group, session, [own, *pkgs])
-            except ValueError as exc:
-                self.emit("sign", f"Signature share aggregation failed: {exc}", {"sid": session.sid})
-                raise PeerResponseError(f"aggregation failed: {exc}") from exc
-            self.emit("sign", "Signature shares aggregated",
-                      {"sid": session.sid, "signatures": [list(e) for e in entries]})
-            return [tuple(e) for e in entries]  # type: ignore[misc]
+            return current.finish(pkgs)
+
+    async def sign(
+        self, message: str | list[list[str]], timeout: float | None = None
+    ) -> list[SignatureEntry]:
+        """Threshold-sign one sighash or a batch of vectors; ``SignatureEntry`` per vector."""
+        vectors = protocol.sighash_vectors(message)
+
+        def attempt(chosen: list[str], members: list[int]) -> _Attempt[PsigPackage, list[SignatureEntry]]:
+            session = create_session(self.group, members, vectors, stamp=int(self._clock()))
+
+            def finish(pkgs: list[PsigPackage]) -> list[SignatureEntry]:
+                own = sign_session(self.group, self._share, session)
+                try:
+                    entries = combine_session(self.group, session, [own, *pkgs])
+                except ValueError as exc:
+                    self.emit("sign", f"Signature share aggregation failed: {exc}", {"sid": session.sid})
+                    raise PeerResponseError(f"aggregation failed: {exc}") from exc
+                self.emit("sign", "Signature shares aggregated",
+                          {"sid": session.sid, "signatures": [list(e) for e in entries]})
+                return [tuple(e) for e in entries]  # type: ignore[misc]
+
+            return _Attempt(
+                data=protocol.compact(session.to_json()),
+                sent={"sid": session.sid, "peers": chosen, "sighashes": [v[0] for v in vectors]},
+                ident={"sid": session.sid},
+                check=lambda peer, data: protocol.check_psig_response(self.group, session, peer, data),
+                finish=finish,
+            )
+
+        return await self._cosign(_SIGN_ROUND, timeout, attempt)
 
     async def ecdh(self, pubkey: str, timeout: float | None = None) -> bytes:
         """Threshold ECDH with ``pubkey`` (x-only hex): the shared point, 33 bytes compressed."""
@@ -556,51 +607,28 @@ class NodeService:
         if cached is not None:
             self._ecdh_cache.move_to_end(ecdh_pk)
             return cached
-        self._require_active()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or self.options.sign_timeout)
-        excluded: set[str] = set()
-        last_error: NodeError | None = None
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise last_error or NodeTimeout("ECDH timed out")
-            try:
-                chosen, alternatives = self._choose(excluded)
-            except NodeUnavailable:
-                if last_error is not None:
-                    raise last_error from None
-                raise
-            members = protocol.members_for(self.group, [self.pubkey, *chosen])
+
+        def attempt(chosen: list[str], members: list[int]) -> _Attempt[EcdhPackage, bytes]:
             own = create_ecdh_pkg(self.group, self._share, members, ecdh_pk)
-            self.emit("ecdh", "ECDH request sent", {"ecdh_pk": ecdh_pk, "peers": chosen})
-            wait = self._attempt_wait(chosen, alternatives, remaining)
-            data = protocol.compact(own.to_json())
-            answers = (
-                await self._request(protocol.ECDH_REQ, dict.fromkeys(chosen, data), wait) if chosen else {}
+
+            def finish(pkgs: list[EcdhPackage]) -> bytes:
+                secret = combine_ecdh_pkgs([own, *pkgs])
+                self._ecdh_cache[ecdh_pk] = secret
+                while len(self._ecdh_cache) > self.options.ecdh_cache_size:
+                    self._ecdh_cache.popitem(last=False)
+                self.emit("ecdh", "ECDH shares aggregated", {"ecdh_pk": ecdh_pk, "peers": chosen})
+                return secret
+
+            return _Attempt(
+                data=protocol.compact(own.to_json()),
+                sent={"ecdh_pk": ecdh_pk, "peers": chosen},
+                ident={},
+                check=lambda peer, data: protocol.check_ecdh_response(
+                    self.group, members, ecdh_pk, peer, data),
+                finish=finish,
             )
-            silent = self._note_silent(chosen, answers)
-            pkgs: list[EcdhPackage] = []
-            for peer, answer in answers.items():
-                try:
-                    pkgs.append(protocol.check_ecdh_response(self.group, members, ecdh_pk, peer, answer.data))
-                except ValueError as exc:
-                    excluded.add(peer)
-                    last_error = PeerResponseError(f"{exc} : {peer}")
-                    self.emit("ecdh", f"ECDH share aggregation failed: {exc}", {"peer": peer})
-            if silent or len(pkgs) != len(chosen):
-                excluded |= silent
-                if silent:
-                    last_error = last_error if isinstance(last_error, PeerResponseError) else NodeTimeout(
-                        "ECDH timed out")
-                    self.emit("ecdh", "ECDH request rejected: timeout", {"silent": sorted(silent)})
-                continue
-            secret = combine_ecdh_pkgs([own, *pkgs])
-            self._ecdh_cache[ecdh_pk] = secret
-            while len(self._ecdh_cache) > self.options.ecdh_cache_size:
-                self._ecdh_cache.popitem(last=False)
-            self.emit("ecdh", "ECDH shares aggregated", {"ecdh_pk": ecdh_pk, "peers": chosen})
-            return secret
+
+        return await self._cosign(_ECDH_ROUND, timeout, attempt)
 
     # ------------------------------------------------------------- dashboard
     def peers_json(self) -> list[dict[str, Any]]:
