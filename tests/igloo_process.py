@@ -1,5 +1,15 @@
-"""Igloo servers as real subprocesses (`python server.py`) for the fault tests: start, SIGKILL, SIGSTOP,
-restart on the same port and DATA_DIR, JSON calls with the API key, event-stream clients."""
+"""Igloo servers as real subprocesses (`python server.py`) for the fault, interop and leak tests.
+
+```python
+async with ServerProc(data_dir, env={"GROUP_CRED": ..., "SHARE_CRED": ..., "RELAYS": ""}) as igloo:
+    status, body = await igloo.post("/api/sign", {"message": sighash})
+```
+
+Start (optionally until the node is ready), SIGKILL, SIGSTOP, restart on the same port and DATA_DIR,
+JSON calls with the API key, event-stream clients. ``stop()`` is bounded and never hangs; the server's
+output goes to ``log_path`` (DATA_DIR/server.log) so a failing test can show it and a leak test can
+search it for secrets.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +25,8 @@ from typing import Any
 import tornado.httpclient
 import tornado.websocket
 
-ROOT = Path(__file__).resolve().parents[2]
-API_KEY = "faults-api-key-" + "f" * 24
+ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "test-api-key-" + "f" * 24
 
 
 def free_port() -> int:
@@ -37,6 +47,7 @@ class ServerProc:
         host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
         netns: str | None = None,
+        python_args: list[str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.host = host
@@ -45,9 +56,10 @@ class ServerProc:
         self.data_dir = data_dir
         self.log_path = data_dir / "server.log"
         self.netns = netns
+        self.python_args = python_args or []  # e.g. ["-m", "cProfile", "-o", path] for the bench
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("API_KEY", "ADMIN_SECRET", "AUTH_", "BASIC_AUTH", "GROUP_CRED",
-                                         "SHARE_CRED", "RELAYS", "CREDENTIALS_KEY"))}
+                                         "SHARE_", "RELAYS", "CREDENTIALS_KEY"))}
         self.env.update({
             "HOST_NAME": host,
             "HOST_PORT": str(self.port),
@@ -64,17 +76,24 @@ class ServerProc:
         self.client = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=32)
 
     async def start(self, timeout: float = 20.0, ready: bool = False) -> ServerProc:
-        """Spawn; wait until /api/status answers (and, with ``ready``, the node is ready)."""
+        """Spawn; wait until /api/status answers (and, with ``ready``, the node is ready).
+
+        When that does not happen the server is stopped and ``RuntimeError`` carries its log tail.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        argv = [sys.executable, str(ROOT / "server.py")]
+        argv = [sys.executable, *self.python_args, str(ROOT / "server.py")]
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         self.proc = await asyncio.create_subprocess_exec(
             *argv, cwd=ROOT, env=self.env, stdin=asyncio.subprocess.DEVNULL,
             stdout=self._log, stderr=self._log,
         )
-        await self.wait_status(lambda s: not ready or bool(s.get("ready")), timeout)
+        try:
+            await self.wait_status(lambda s: not ready or bool(s.get("ready")), timeout)
+        except BaseException:
+            await self.stop()
+            raise
         return self
 
     async def wait_status(self, check: Any, timeout: float) -> dict[str, Any]:
@@ -122,6 +141,18 @@ class ServerProc:
         except json.JSONDecodeError:
             return response.code, text
 
+    async def get(self, path: str) -> tuple[int, Any]:
+        """GET with the API key: (status, parsed JSON)."""
+        return await self.call("GET", path)
+
+    async def post(self, path: str, body: Any, timeout: float = 30.0) -> tuple[int, Any]:
+        """POST JSON with the API key: (status, parsed JSON)."""
+        return await self.call("POST", path, body, timeout)
+
+    async def put(self, path: str, body: Any) -> tuple[int, Any]:
+        """PUT JSON with the API key: (status, parsed JSON)."""
+        return await self.call("PUT", path, body)
+
     async def events(self, since: int | None = None) -> tornado.websocket.WebSocketClientConnection:
         """An /api/events client authenticated with the API key."""
         query = "" if since is None else f"?since={since}"
@@ -130,6 +161,11 @@ class ServerProc:
             connect_timeout=5.0,
         )
         return await tornado.websocket.websocket_connect(request)
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self.proc.pid if self.proc is not None else None
 
     def signal(self, sig: int) -> None:
         """Send a signal to the server process."""

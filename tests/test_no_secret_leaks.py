@@ -23,7 +23,7 @@ import tornado.websocket
 from node.crypto import curve
 from node.crypto.credentials import decode_share
 from node.keytools import keygen
-from tests.faults.proc import API_KEY, ROOT, ServerProc
+from tests.igloo_process import API_KEY, ROOT, ServerProc
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
 PASSWORD = "leak-test password " + secrets.token_hex(6)

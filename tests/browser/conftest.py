@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.igloo_process import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOOKED_SERVER = Path(__file__).resolve().parent / "hooked_server.py"
 CHROMIUM = "/usr/bin/chromium"
@@ -24,13 +25,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 USERNAME = "alice"
 PASSWORD = "correct horse battery staple"
 START_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class IglooProcess:

@@ -11,7 +11,7 @@ import pytest
 
 from node.crypto import curve
 from node.keytools import keygen
-from tests.faults.proc import ServerProc
+from tests.igloo_process import ServerProc
 
 SIGN_TIMEOUT = 2.0
 

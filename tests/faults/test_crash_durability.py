@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.proc import ServerProc, read_json
+from tests.igloo_process import ServerProc, read_json
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 ENV = {"EVENT_BUFFER_SIZE": "20000", "SIGN_BUDGET": "1000000"}

@@ -20,7 +20,7 @@ from tests.faults.conftest import (
     timed_sign,
     valid_signature,
 )
-from tests.faults.proc import ServerProc
+from tests.igloo_process import ServerProc
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 

@@ -14,13 +14,14 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.igloo_process import free_port
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 BIFROST_DIR = JS_DIR / "node_modules" / "@frostr" / "bifrost"
@@ -111,13 +112,6 @@ def oracle_raw(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------------------------
 # Live processes: the JS relay and JS reference nodes (phase 2 harness; API documented in README.md).
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _read_json_line(stream: asyncio.StreamReader, timeout: float) -> dict[str, Any]:

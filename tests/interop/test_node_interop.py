@@ -313,7 +313,7 @@ def test_event_stream_shows_a_js_sign_request_without_secrets(js_ready: str, tmp
     async def scenario() -> None:
         async with IglooServer(keys.bfgroup, keys.bfshares[0], tmp_path) as igloo:
             async with JsNode(keys.bfgroup, keys.bfshares[1], [igloo.relay_url]) as js:
-                ws = await igloo.events_socket()
+                ws = await igloo.events()
                 try:
                     frames: list[str] = []
 

@@ -23,7 +23,7 @@ import pytest
 
 from node.crypto import curve
 from node.keytools import keygen
-from tests.faults.proc import API_KEY, ROOT
+from tests.igloo_process import API_KEY, ROOT
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 PREFIX = f"igl{os.getpid() % 100000}"
