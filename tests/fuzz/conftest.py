@@ -35,6 +35,7 @@ from tests.node.fakenet import FakeNetwork
 
 FUZZ_EXAMPLES = int(os.environ.get("IGLOO_FUZZ_EXAMPLES", "0") or 0) or 150
 API_KEY = "fuzz-api-key-" + "0123456789abcdef" * 2
+JSON_HEADERS = [("X-API-Key", API_KEY.encode()), ("Content-Type", b"application/json")]
 BASIC_USER, BASIC_PASS = "basic-user", "basic-pass-word"
 USERNAME, PASSWORD = "alice", "correct horse battery"
 T = TypeVar("T")
@@ -238,3 +239,23 @@ async def stop_world(world: World) -> None:
         await world.manager.stop()
     for peer in world.peers:
         await peer.stop()
+
+
+def live_world(kind: str, io_loop: tornado.ioloop.IOLoop, tmp: Path) -> Iterator[World]:
+    """A started world of ``kind`` for the length of a test (the body of the ``world`` fixtures)."""
+    world = make_world(kind, tmp)
+    run(io_loop, lambda: start_world(world))
+    yield world
+    run(io_loop, lambda: stop_world(world))
+
+
+@pytest.fixture
+def world(io_loop: tornado.ioloop.IOLoop, tmp_path: Path) -> Iterator[World]:
+    """A running node behind the app; a module that needs another world overrides this fixture."""
+    yield from live_world("running", io_loop, tmp_path)
+
+
+@pytest.fixture
+def app(world: World) -> tornado.web.Application:
+    """The application ``http_server`` serves."""
+    return world.app

@@ -9,8 +9,7 @@ to be valid, such as upper case or surrounding whitespace) and never echoes what
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,17 +23,14 @@ from node.crypto.credentials import decode_group, decode_share, encode_group, en
 from node.crypto.keygen import generate_dealer_pkg_gen
 from node.nostr import nip19
 from tests.fuzz.conftest import (
-    API_KEY,
+    JSON_HEADERS,
     ErrorTrap,
     World,
     build_request,
     fuzz_settings,
-    make_world,
     raw_http,
     run,
     scales,
-    start_world,
-    stop_world,
 )
 from tests.fuzz.mutate import mutations_of
 from tests.fuzz.strategies import text
@@ -96,19 +92,6 @@ def test_parsers_raise_value_error_without_echo(name: str, examples: int) -> Non
     case()
 
 
-@pytest.fixture
-def world(io_loop: tornado.ioloop.IOLoop, tmp_path: Path) -> Iterator[World]:
-    w = make_world("running", tmp_path)
-    run(io_loop, lambda: start_world(w))
-    yield w
-    run(io_loop, lambda: stop_world(w))
-
-
-@pytest.fixture
-def app(world: World) -> tornado.web.Application:
-    return world.app
-
-
 @pytest.mark.parametrize("examples", scales(40))
 def test_env_api_refuses_mutated_credentials(
     world: World, http_server: Any, http_server_port: tuple[Any, int], io_loop: tornado.ioloop.IOLoop,
@@ -117,14 +100,13 @@ def test_env_api_refuses_mutated_credentials(
     """POST /api/env with a mutated group or share: 400 naming the field, the input never echoed."""
     port = http_server_port[1]
     group, share = world.group_cred, world.share_creds[0]
-    headers = [("X-API-Key", API_KEY.encode()), ("Content-Type", b"application/json")]
 
     @fuzz_settings(examples)
     @given(which=st.sampled_from(["GROUP_CRED", "SHARE_CRED"]),
            value=st.one_of(mutations_of(group), mutations_of(share), text))
     def case(which: str, value: str) -> None:
         body = {"GROUP_CRED": group, "SHARE_CRED": share, which: value}
-        request = build_request("POST", "/api/env", headers, json.dumps(body).encode())
+        request = build_request("POST", "/api/env", JSON_HEADERS, json.dumps(body).encode())
         response = run(io_loop, lambda: raw_http(port, request))
         errors.check()
         assert response.status in (200, 400), response.status

@@ -13,8 +13,6 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,11 +30,8 @@ from tests.fuzz.conftest import (
     ErrorTrap,
     World,
     fuzz_settings,
-    make_world,
     run,
     scales,
-    start_world,
-    stop_world,
 )
 from tests.fuzz.strategies import dumps, json_values, numbers, text
 
@@ -106,14 +101,6 @@ async def deliver(world: World, sender_sk: bytes, plaintext: str, stranger: bool
         if len(world.events) > before and not service._tasks:
             break
     return world.events[before:]
-
-
-@pytest.fixture
-def world(io_loop: tornado.ioloop.IOLoop, tmp_path: Path) -> Iterator[World]:
-    w = make_world("running", tmp_path)
-    run(io_loop, lambda: start_world(w))
-    yield w
-    run(io_loop, lambda: stop_world(w))
 
 
 @pytest.mark.parametrize("examples", scales(40))

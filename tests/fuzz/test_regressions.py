@@ -3,45 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import tornado.ioloop
-import tornado.web
 
 from node.nostr import cipher
 from node.nostr.messages import ClientReq, InvalidEventMessage, parse_client_message, parse_relay_message
 from tests.fuzz.conftest import (
     API_KEY,
+    JSON_HEADERS,
     ErrorTrap,
-    World,
     build_request,
-    make_world,
     raw_http,
-    run,
-    start_world,
-    stop_world,
 )
 from tests.fuzz.wsutil import connect, read
-
-JSON_HEADERS = [("X-API-Key", API_KEY.encode()), ("Content-Type", b"application/json")]
-
-
-@pytest.fixture
-def world(io_loop: tornado.ioloop.IOLoop, tmp_path: Path) -> Iterator[World]:
-    """A running node behind the app."""
-    w = make_world("running", tmp_path)
-    run(io_loop, lambda: start_world(w))
-    yield w
-    run(io_loop, lambda: stop_world(w))
-
-
-@pytest.fixture
-def app(world: World) -> tornado.web.Application:
-    """The application ``http_server`` serves."""
-    return world.app
 
 
 async def post(port: int, path: str, body: bytes, headers: list[tuple[str, bytes]] | None = None) -> Any:

@@ -28,16 +28,15 @@ from handlers import routes
 from handlers.base import ApiHandler
 from tests.fuzz.conftest import (
     API_KEY,
+    JSON_HEADERS,
     ErrorTrap,
     World,
     build_request,
     fuzz_settings,
-    make_world,
+    live_world,
     raw_http,
     run,
     scales,
-    start_world,
-    stop_world,
 )
 from tests.fuzz.mutate import mutated_credentials
 from tests.fuzz.strategies import content_types, json_values, raw_bodies, text
@@ -135,16 +134,7 @@ def path_args(world: World, group: str) -> st.SearchStrategy[str]:
 @pytest.fixture(params=["none", "idle", "running"])
 def world(request: pytest.FixtureRequest, io_loop: tornado.ioloop.IOLoop, tmp_path: Path) -> Iterator[World]:
     """A live app (see module doc) with its node, if any, started."""
-    w = make_world(request.param, tmp_path)
-    run(io_loop, lambda: start_world(w))
-    yield w
-    run(io_loop, lambda: stop_world(w))
-
-
-@pytest.fixture
-def app(world: World) -> tornado.web.Application:
-    """The application ``http_server`` serves."""
-    return world.app
+    yield from live_world(request.param, io_loop, tmp_path)
 
 
 def check_response(world: World, endpoint: Endpoint, path: str, status: int, body: bytes) -> None:
@@ -190,8 +180,7 @@ def test_bodies_never_break_the_api(
     assert status.status == 200
     if world.kind == "running":
         # the node still signs after everything it was sent
-        sign = build_request("POST", "/api/sign", [("X-API-Key", API_KEY.encode()),
-                                                  ("Content-Type", b"application/json")],
+        sign = build_request("POST", "/api/sign", JSON_HEADERS,
                              json.dumps({"message": secrets.token_hex(32)}).encode())
         response = run(io_loop, lambda: raw_http(port, sign))
         assert response.status == 200 and len(json.loads(response.body)["signature"]) == 128

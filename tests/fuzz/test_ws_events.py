@@ -46,12 +46,6 @@ def world(tmp_path: Path) -> World:
 
 
 @pytest.fixture
-def app(world: World) -> tornado.web.Application:
-    """The application ``http_server`` serves."""
-    return world.app
-
-
-@pytest.fixture
 def observer(
     io_loop: tornado.ioloop.IOLoop, http_server: Any, http_server_port: tuple[Any, int]
 ) -> Iterator[Slot]:
