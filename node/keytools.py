@@ -36,13 +36,7 @@ def parse_secret(text: str) -> bytes:
 
 def keygen(threshold: int, total: int, secret: str | None = None) -> dict[str, Any]:
     """A new k-of-n keyset: ``{group, shares, group_pubkey, npub}`` (group_pubkey is x-only hex)."""
-    for name, value in (("threshold", threshold), ("total", total)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{name} must be an integer")
-    if not 1 <= total <= MAX_MEMBERS:
-        raise ValueError(f"total must be between 1 and {MAX_MEMBERS}")
-    if not 1 <= threshold <= total:
-        raise ValueError(f"threshold must be between 1 and total ({total})")
+    dealer.check_counts(threshold, total, MAX_MEMBERS)
     key = parse_secret(secret) if secret is not None else None
     group, shares = dealer.generate_dealer_pkg_gen(threshold, total, key)
     return {

@@ -16,12 +16,13 @@ from node.crypto.curve import N
 MAX_MEMBERS = 1000
 
 
-def _check_counts(threshold: int, total: int) -> None:
+def check_counts(threshold: int, total: int, max_members: int = MAX_MEMBERS) -> None:
+    """``ValueError`` unless ``1 <= threshold <= total <= max_members`` (integers, not bools)."""
     for name, value in (("threshold", threshold), ("total", total)):
         if not isinstance(value, int) or isinstance(value, bool):
             raise ValueError(f"{name} must be an integer")
-    if not 1 <= total <= MAX_MEMBERS:
-        raise ValueError(f"total must be between 1 and {MAX_MEMBERS}")
+    if not 1 <= total <= max_members:
+        raise ValueError(f"total must be between 1 and {max_members}")
     if not 1 <= threshold <= total:
         raise ValueError(f"threshold must be between 1 and total ({total})")
 
@@ -39,7 +40,7 @@ def generate_dealer_pkg(
 ) -> tuple[GroupPackage, list[SharePackage]]:
     """Deterministic dealer: the first ``threshold`` secrets are the coefficients a0..a(t-1),
     ``aux_seeds[i]`` (64 bytes) seeds share i's static nonces. Reproduces the bifrost vectors."""
-    _check_counts(threshold, total)
+    check_counts(threshold, total)
     if len(secrets) < threshold:
         raise ValueError(f"need {threshold} coefficient secrets, got {len(secrets)}")
     if len(aux_seeds) < total:
@@ -82,7 +83,7 @@ def generate_dealer_pkg_gen(
     threshold: int, total: int, secret: bytes | None = None
 ) -> tuple[GroupPackage, list[SharePackage]]:
     """Dealer with fresh randomness; ``secret`` (32 bytes) becomes the group secret a0 when given."""
-    _check_counts(threshold, total)
+    check_counts(threshold, total)
     coeffs = [_secrets.token_bytes(32) for _ in range(threshold)]
     if secret is not None:
         if len(secret) != 32 or not 0 < int.from_bytes(secret, "big") < N:
