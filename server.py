@@ -137,11 +137,16 @@ def startup_warnings(config: Settings) -> list[str]:
     return warnings
 
 
+# Seconds after a node starts before it pings its peers for the first time.
+FIRST_PING_DELAY = 2.0
+
+
 def build_node(config: Settings, db: Database, hub: EventHub) -> NodeManager:
     """The signing node's manager, wired to the one event publisher and the stores."""
     options = NodeOptions(
         sign_timeout=config.sign_timeout,
         ping_interval=config.peer_ping_interval,
+        first_ping_delay=min(FIRST_PING_DELAY, config.peer_ping_interval),
         sign_budget=config.sign_budget,
         sign_budget_window=config.sign_budget_window,
         approval_mode=config.approval_mode,

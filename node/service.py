@@ -114,6 +114,7 @@ class NodeOptions:
 
     sign_timeout: float = 5.0
     ping_interval: float = 30.0
+    first_ping_delay: float | None = None
     sign_budget: int = 20
     sign_budget_window: float = 3600.0
     approval_mode: bool = False
@@ -250,6 +251,12 @@ class NodeService:
             self.emit("error", "Node error", error_json(task.exception()))  # type: ignore[arg-type]
 
     async def _ping_loop(self) -> None:
+        if self.options.first_ping_delay is not None:
+            # Shortly after start, so the peers panel is right at once rather than after a full interval
+            # (the delay lets peers that start at the same moment subscribe first).
+            await asyncio.sleep(self.options.first_ping_delay)
+            if self.active:
+                await self.ping_all()
         while self.active:
             await asyncio.sleep(self.options.ping_interval)
             if self.active:

@@ -253,3 +253,18 @@ async def test_one_peer_down_online_first_and_fallback() -> None:
         assert peers[b.pubkey]["online"] and not peers[dead]["online"]
     finally:
         await g.stop()
+
+
+async def test_first_ping_shortly_after_start_marks_peers() -> None:
+    g = Group()
+    a, b, c = await g.start(opts={0: {"first_ping_delay": 0.05}})
+    try:
+        for _ in range(100):
+            if a.peer_table.is_online(b.pubkey) and a.peer_table.is_online(c.pubkey):
+                break
+            await asyncio.sleep(0.02)
+        assert a.peer_table.is_online(b.pubkey) and a.peer_table.is_online(c.pubkey)
+        # the others keep the default (no first ping): nobody pinged them back yet
+        assert "Ping request" not in g.recs[0].messages("bifrost")
+    finally:
+        await g.stop()
