@@ -24,7 +24,7 @@ import tornado.web
 
 from config.settings import ConfigError, Settings, read_or_create_secret_file
 from handlers import pages, relay, routes
-from handlers.auth import LoginLimiter
+from handlers.auth import LoginLimiter, setup_token_path
 from handlers.base import VERSION
 from handlers.events import CLOSE_GOING_AWAY, MAX_CLIENT_FRAME, EventHub
 from node import NodeManager, NodeOptions
@@ -175,6 +175,11 @@ async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
     purged = hub.sessions.purge_expired() if hub.sessions else 0
     for warning in startup_warnings(config):
         log.warning("%s", warning)
+    if config.admin_secret is None and app.settings["users"].count() == 0:
+        token_file = setup_token_path(config.data_dir)
+        read_or_create_secret_file(token_file, 16, hex_text=True)
+        log.warning("No account yet: open http://%s:%d/onboarding and enter the setup token stored in %s "
+                    "(or run: igloo-server adduser NAME)", config.host_name, config.host_port, token_file)
     log.info("Igloo %s listening on http://%s:%d/ (data in %s)", VERSION, config.host_name,
              config.host_port, config.data_dir)
     hub.publish("system", "Igloo server started", {"version": VERSION, "expiredSessionsRemoved": purged})

@@ -6,12 +6,14 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from handlers.base import ApiHandler, AuthMixin, BaseHandler, Principal, constant_time_equal
 from store.users import User, UserError
 
+SETUP_TOKEN_FILE = "setup-token"  # noqa: S105 - a file name, not a secret
 LOCKED_MESSAGE = (
     "Onboarding is locked: set ADMIN_SECRET in the server's environment and restart Igloo, "
     "or create the account on the server with: igloo-server adduser NAME"
@@ -85,6 +87,11 @@ def announce_logout(handler: AuthMixin) -> None:
     principal = handler.principal
     if principal is not None and principal.kind == "session":
         handler.events.publish("info", "User logged out", {"username": principal.username})
+
+
+def setup_token_path(data_dir: Path) -> Path:
+    """Where the one-time onboarding token lives when ADMIN_SECRET is not set."""
+    return data_dir / SETUP_TOKEN_FILE
 
 
 class LoginMixin(BaseHandler):
@@ -172,17 +179,29 @@ class OnboardingPage(LoginMixin):
             return
         self.render_onboarding(None)
 
-    def render_onboarding(self, error: str | None) -> None:
-        """Render onboarding.html; ``needs_secret`` asks the form for ADMIN_SECRET.
+    def expected_secret(self) -> str | None:
+        """ADMIN_SECRET, else the one-time setup token in DATA_DIR (written at start-up), else None."""
+        if self.config.admin_secret is not None:
+            return self.config.admin_secret
+        path = setup_token_path(self.config.data_dir)
+        try:
+            return path.read_text().strip() or None
+        except OSError:
+            return None
 
-        Without ADMIN_SECRET the page is locked and ``error`` explains how to unlock it (or use adduser);
+    def render_onboarding(self, error: str | None) -> None:
+        """Render onboarding.html; ``needs_secret`` asks the form for ADMIN_SECRET or the setup token.
+
+        With neither, the page is locked and ``error`` explains how to unlock it (or use adduser);
         ``secret_configured`` tells the template whether the form can succeed at all.
         """
-        configured = self.config.admin_secret is not None
+        configured = self.expected_secret() is not None
         if not configured and error is None:
             error = LOCKED_MESSAGE
+        uses_token = configured and self.config.admin_secret is None
         self.render_page(
-            "onboarding.html", error=error, needs_secret=configured, secret_configured=configured
+            "onboarding.html", error=error, needs_secret=configured, secret_configured=configured,
+            setup_token_path=str(setup_token_path(self.config.data_dir)) if uses_token else None,
         )
 
     async def post(self) -> None:
@@ -190,7 +209,7 @@ class OnboardingPage(LoginMixin):
         if self.users.count() > 0:
             self.redirect("/login")
             return
-        expected = self.config.admin_secret
+        expected = self.expected_secret()
         if expected is None:
             self.set_status(403)
             self.render_onboarding(LOCKED_MESSAGE)
@@ -205,7 +224,7 @@ class OnboardingPage(LoginMixin):
         if not constant_time_equal(self.get_body_argument("admin_secret", ""), expected):
             self.limiter.fail(ip)
             self.set_status(401)
-            self.render_onboarding("The admin secret is not correct")
+            self.render_onboarding("The admin secret (or setup token) is not correct")
             return
         try:
             user = await self.users.create(
@@ -218,6 +237,7 @@ class OnboardingPage(LoginMixin):
             self.render_onboarding(str(exc))
             return
         self.limiter.reset(ip)
+        setup_token_path(self.config.data_dir).unlink(missing_ok=True)  # one use only
         self.events.publish("info", "Administrator account created", {"username": user.username})
         self.start_session(user)
         self.redirect("/dashboard")

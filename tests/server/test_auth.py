@@ -51,6 +51,24 @@ async def test_onboarding_locked_without_admin_secret(igloo: Igloo) -> None:
     assert resp.code == 403 and igloo.users.count() == 0
 
 
+@pytest.mark.parametrize("overrides", [{"ADMIN_SECRET": ""}])
+async def test_onboarding_with_the_one_time_setup_token(igloo: Igloo) -> None:
+    token_file = igloo.config.data_dir / "setup-token"
+    token_file.write_text("f" * 32)
+    page = await igloo.fetch("/onboarding")
+    assert page.code == 200 and b"Setup token" in page.body and str(token_file).encode() in page.body
+    assert b"f" * 32 not in page.body
+    token, cookie = xsrf_pair(page.headers)
+    form = "_xsrf={}&admin_secret={}&username=root&password=long+enough+pw"
+    bad = await igloo.fetch("/onboarding", method="POST", headers={"Cookie": cookie},
+                            body=form.format(token, "e" * 32))
+    assert bad.code == 401 and igloo.users.count() == 0
+    ok = await igloo.fetch("/onboarding", method="POST", headers={"Cookie": cookie},
+                           body=form.format(token, "f" * 32))
+    assert ok.code == 302 and igloo.users.count() == 1
+    assert not token_file.exists()  # used once
+
+
 async def test_login_form_next_and_errors(igloo: Igloo) -> None:
     igloo.add_user()
     page = await igloo.fetch("/login?next=/dashboard")

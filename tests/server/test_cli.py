@@ -117,6 +117,10 @@ async def test_sigterm_closes_sockets_1001_and_flushes(io_loop: Any, tmp_path: P
         assert code == 0
         stderr = proc.stderr.read() if proc.stderr else ""
         assert API_KEY not in stderr
+        # no account and no ADMIN_SECRET: a one-time setup token, named in the log but never printed
+        token_file = tmp_path / "setup-token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        assert str(token_file) in stderr and token_file.read_text() not in stderr
     finally:
         if proc.poll() is None:
             proc.kill()
