@@ -63,6 +63,7 @@ class Settings:
     ws_max_connections: int = 10000
     ws_compression: bool = False
     ws_client_rate: int = 20
+    ws_coalesce_ms: float = 3.0
     # Node
     group_cred: str | None = None
     share_cred: str | None = None
@@ -114,6 +115,7 @@ class Settings:
             "ws_max_connections": env.get("WS_MAX_CONNECTIONS", 10000, _int_range(1, 10_000_000)),
             "ws_compression": env.get("WS_COMPRESSION", False, _bool),
             "ws_client_rate": env.get("WS_CLIENT_RATE", 20, _int_range(1, 10000)),
+            "ws_coalesce_ms": env.get("WS_COALESCE_MS", 3.0, _float_range(0, 1000)),
             "group_cred": env.get("GROUP_CRED", None, _prefixed("bfgroup")),
             "share_cred": env.get("SHARE_CRED", None, _prefixed("bfshare")),
             "relays": env.get("RELAYS", _NO_STRINGS, _relays),

@@ -40,6 +40,7 @@ MAX_CLIENT_FRAME = 4096
 # a client that stops reading, memory WS_MAX_BUFFER does not count and that delays the 1013 close by minutes;
 # 64 KiB still carries thousands of events per second to a client 100 ms away.
 SOCKET_SEND_BUFFER = 64 * 1024
+COALESCE_MIN_CLIENTS = 64  # below this many stream clients, sending at once costs less than waiting
 STORAGE_RETRY = 1.0  # seconds between attempts to write the event log while the database refuses writes
 CREDENTIAL_PROTOCOLS = ("apikey.", "bearer.", "session.")
 
@@ -166,7 +167,13 @@ class EventHub:
         self._outbox.append((seq, payload, websocket_text_frame(payload)))
         if not self._tick_scheduled:
             self._tick_scheduled = True
-            tornado.ioloop.IOLoop.current().add_callback(self._deliver)
+            loop = tornado.ioloop.IOLoop.current()
+            if self.connection_count >= COALESCE_MIN_CLIENTS and self.config.ws_coalesce_ms > 0:
+                # Each write costs one send() per client: with many clients, let a burst (a sign answer is
+                # two events about 1 ms apart) share it, at the price of a few milliseconds.
+                loop.call_later(self.config.ws_coalesce_ms / 1000, self._deliver)
+            else:
+                loop.add_callback(self._deliver)
         for listener in list(self._listeners):
             try:
                 listener(body)

@@ -59,7 +59,7 @@ def observer(
 async def frames_until_pong(ws: WS, pongs: int = 1) -> list[dict[str, Any]]:
     """Everything the server sent before answering our ping and ``pongs - 1`` fuzzed ones (bounded)."""
     await ws.write_message(PING)
-    seen = []
+    seen: list[dict[str, Any]] = []
     for _ in range(5000):  # a resume may replay the whole ring first
         message = await read(ws)
         assert message is not None, f"closed with {ws.close_code} after a well-formed ping"

@@ -204,3 +204,23 @@ def test_encode_payload_never_fails() -> None:
         deep = [deep]
     frame = json.loads(encode_payload({"type": "warn", "message": lone, "data": deep}))
     assert frame["message"] == lone and frame["data"] == {"error": "event data could not be serialized"}
+
+
+@pytest.mark.parametrize(("overrides", "expected_writes"), [({}, 1), ({"WS_COALESCE_MS": "0"}, 2)])
+async def test_bursts_share_one_write_per_client_when_many_are_connected(
+    igloo: Igloo, expected_writes: int
+) -> None:
+    ws = await igloo.ws_key()
+    await read_frame(ws)  # greeting
+    igloo.hub.connection_count += 63  # as if 63 more clients were connected
+    [sock] = igloo.hub.sockets()
+    writes: list[bytes] = []
+    real_send = sock.send_shared
+    sock.send_shared = lambda frame, payload: writes.append(frame) or real_send(frame, payload)  # type: ignore
+    first = igloo.hub.publish("sign", "Signature request received")
+    await asyncio.sleep(0)  # the next event comes in a later IOLoop turn, about a millisecond later
+    second = igloo.hub.publish("sign", "Signature response sent")
+    assert [await read_frame(ws), await read_frame(ws)] == [first, second]
+    assert len(writes) == expected_writes
+    igloo.hub.connection_count -= 63
+    ws.close()
