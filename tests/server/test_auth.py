@@ -235,3 +235,22 @@ async def test_forwarded_proto_ignored_without_trust_proxy(igloo: Igloo) -> None
                              headers={"Content-Type": "application/json", "X-Forwarded-Proto": "https"},
                              body=json.dumps({"username": "alice", "password": PASSWORD}))
     assert resp.code == 200 and "Secure" not in resp.headers["Set-Cookie"]
+
+
+async def test_cookie_posts_to_node_apis_need_the_xsrf_token(igloo: Igloo) -> None:
+    igloo.add_user()
+    session_cookie, _ = await igloo.login()
+    token, xsrf_cookie = xsrf_pair((await igloo.fetch("/login")).headers)
+    json_type = {"Content-Type": "application/json"}
+    for path, body in (
+        ("/api/approvals/abc", '{"action":"approve"}'),
+        ("/api/sign", '{"message":"' + "11" * 32 + '"}'),
+        ("/api/env", '{"RELAYS":[]}'),
+    ):
+        refused = await igloo.fetch(
+            path, method="POST", body=body, headers={"Cookie": session_cookie, **json_type}
+        )
+        assert refused.code == 403, path
+        allowed = await igloo.fetch(path, method="POST", body=body, headers={
+            "Cookie": f"{session_cookie}; {xsrf_cookie}", "X-XSRFToken": token, **json_type})
+        assert allowed.code not in (401, 403), (path, allowed.body)
