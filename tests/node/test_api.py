@@ -4,6 +4,8 @@ recover, 4xx/503/504."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 from pathlib import Path
@@ -271,3 +273,61 @@ async def test_full_api_flow(http_server_client: Any, world: World, tmp_path: Pa
     frames = [e.payload.decode() for e in world.hub.ring.recent(1000)]
     assert any("Signature shares aggregated" in f for f in frames)
     assert not any(share_text in f or world.shares[0].seckey.hex() in f for f in frames)
+
+
+async def test_approval_mode_through_the_api(http_server_client: Any, world: World) -> None:
+    c = http_server_client
+    world.manager.options = NodeOptions(sign_timeout=3.0, ping_interval=3600, approval_mode=True)
+    code, _ = await call(c, "POST", "/api/env", {"GROUP_CRED": encode_group(world.group),
+                                                 "SHARE_CRED": encode_share(world.shares[0])})
+    assert code == 200
+    await world.start_peers()
+    requester = world.peers[0]
+    ours = world.manager.service
+    assert ours is not None and ours.options.approval_mode
+
+    async def pending() -> list[dict[str, Any]]:
+        for _ in range(100):
+            code, body = await call(c, "GET", "/api/approvals")
+            assert code == 200 and body["approvalMode"] is True
+            if body["approvals"]:
+                return body["approvals"]  # type: ignore[no-any-return]
+            await asyncio.sleep(0.02)
+        raise AssertionError("no request is waiting for approval")
+
+    async def sign_via() -> Any:
+        with contextlib.suppress(Exception):
+            return await requester.sign(secrets.token_hex(32), timeout=2.5)
+        return None
+
+    await world.peers[1].stop()  # share 3 offline: our node is the requester's only co-signer
+    # Approve: the peer (share 2) asks our node, the owner approves, the peer gets a signature.
+    task = asyncio.ensure_future(sign_via())
+    [waiting] = await pending()
+    assert waiting["kind"] == "sign" and waiting["peer"] == requester.pubkey
+    code, body = await call(c, "POST", f"/api/approvals/{waiting['id']}", {"action": "approve"})
+    assert code == 200 and body["action"] == "approve"
+    entries = await task
+    assert "Signature response sent" in [m for _, m, _ in recorded(world)]
+    assert entries and curve.schnorr_verify(bytes.fromhex(ours.group_pubkey), bytes.fromhex(entries[0][0]),
+                                            bytes.fromhex(entries[0][2]))
+    code, _ = await call(c, "POST", f"/api/approvals/{waiting['id']}", {"action": "deny"})
+    assert code == 404  # already decided
+
+    # Deny: nothing is sent back, so the peer's request fails; our node never signs it.
+    sent_before = [m for _, m, _ in recorded(world) if m == "Signature response sent"]
+    task = asyncio.ensure_future(sign_via())
+    [waiting] = await pending()
+    code, _ = await call(c, "POST", f"/api/approvals/{waiting['id']}", {"approve": False})
+    assert code == 200
+    assert await task is None
+    assert [m for _, m, _ in recorded(world) if m == "Signature response sent"] == sent_before
+    code, body = await call(c, "POST", "/api/approvals/nope", {"action": "maybe"})
+    assert code == 400 and body["error"].startswith("action:")
+    await requester.stop()
+
+
+def recorded(world: World) -> list[tuple[str, str, Any]]:
+    """Every event the hub published: (type, message, data)."""
+    events = [json.loads(e.payload) for e in world.hub.ring.since(0).events]
+    return [(e["type"], e["message"], e["data"]) for e in events]
