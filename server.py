@@ -31,7 +31,7 @@ from node import NodeManager, NodeOptions
 from store.credentials import CredentialStore
 from store.db import Database
 from store.events import EventRing
-from store.policies import SqlitePolicyStore
+from store.policies import SqliteBudgetLedger, SqlitePolicyStore
 from store.sessions import SessionStore
 from store.users import BCRYPT_ROUNDS, UserError, UserStore
 
@@ -160,6 +160,7 @@ def build_node(config: Settings, db: Database, hub: EventHub) -> NodeManager:
         env_share=config.share_cred,
         credential_store=credentials,
         policy_store=SqlitePolicyStore(db),
+        budget_ledger=SqliteBudgetLedger(db, keep=config.sign_budget_window),
         demo_enabled=config.demo_enabled,
     )
 

@@ -24,7 +24,7 @@ from node.crypto.credentials import (
 from node.crypto.keygen import generate_dealer_pkg_gen
 from node.events import Emit, safe_data
 from node.nostr.nip19 import npub_encode
-from node.policy import PolicyStore
+from node.policy import BudgetLedger, PolicyStore
 from node.service import NodeOptions, NodeService, PoolFactory
 
 
@@ -104,6 +104,7 @@ class NodeManager:
         env_share: str | None = None,
         credential_store: CredentialStoreLike | None = None,
         policy_store: PolicyStore | None = None,
+        budget_ledger: BudgetLedger | None = None,
         pool_factory: PoolFactory | Callable[[], PoolFactory] | None = None,
         demo_enabled: bool = True,
     ) -> None:
@@ -113,6 +114,7 @@ class NodeManager:
         self._env = (env_group, env_share)
         self._store = credential_store
         self._policy_store = policy_store
+        self._budget_ledger = budget_ledger
         self._pool_factory = pool_factory
         self.demo_enabled = demo_enabled
         self.service: NodeService | None = None
@@ -207,6 +209,7 @@ class NodeManager:
                 pool_factory=self._factory(),
                 options=self.options,
                 policy_store=None if source == "demo" else self._policy_store,
+                budget_ledger=None if source == "demo" else self._budget_ledger,
             )
             await service.start()
             self.service, self.source = service, source

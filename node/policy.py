@@ -124,14 +124,30 @@ class PolicyBook:
         }
 
 
-class SignBudget:
-    """At most ``limit`` partial signatures (or ECDH shares) per peer per sliding ``window`` seconds."""
+class BudgetLedger(Protocol):
+    """Persistence for what each peer has spent (``store.policies`` implements it), so a restart does not
+    hand every peer a fresh budget."""
 
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def load_spent(self, since: float) -> list[tuple[str, float, int]]: ...
+    def record_spent(self, pubkey: str, at: float, count: int) -> None: ...
+
+
+class SignBudget:
+    """At most ``limit`` partial signatures (or ECDH shares) per peer per sliding ``window`` seconds.
+
+    Times are wall-clock seconds so that a ledger's records stay meaningful across restarts.
+    """
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.time,
+                 ledger: BudgetLedger | None = None) -> None:
         self.limit = limit
         self.window = window
         self._clock = clock
+        self._ledger = ledger
         self._spent: dict[str, deque[tuple[float, int]]] = {}
+        if ledger is not None:
+            for pubkey, at, count in sorted(ledger.load_spent(clock() - window), key=lambda r: r[1]):
+                self._spent.setdefault(pubkey, deque()).append((at, count))
 
     def _used(self, pubkey: str) -> int:
         entries = self._spent.get(pubkey)
@@ -154,7 +170,10 @@ class SignBudget:
         """Spend ``count`` from the peer's budget if it fits; False (and nothing spent) otherwise."""
         if not self.allows(pubkey, count):
             return False
-        self._spent.setdefault(pubkey, deque()).append((self._clock(), count))
+        now = self._clock()
+        self._spent.setdefault(pubkey, deque()).append((now, count))
+        if self._ledger is not None:
+            self._ledger.record_spent(pubkey, now, count)
         return True
 
 

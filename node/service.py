@@ -22,7 +22,7 @@ from node.crypto.session import PsigPackage, combine_session, create_session, si
 from node.events import Emit, error_json, safe_data
 from node.nostr.event import Event
 from node.peers import PeerTable
-from node.policy import ApprovalQueue, PeerPolicy, PolicyBook, PolicyStore, SignBudget
+from node.policy import ApprovalQueue, BudgetLedger, PeerPolicy, PolicyBook, PolicyStore, SignBudget
 from node.protocol import Inbound, Rejection, SignatureEntry
 
 
@@ -141,6 +141,7 @@ class NodeService:
         pool_factory: PoolFactory,
         options: NodeOptions | None = None,
         policy_store: PolicyStore | None = None,
+        budget_ledger: BudgetLedger | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.group = group
@@ -157,7 +158,9 @@ class NodeService:
             self.peers, offline_after=2 * self.options.ping_interval + self.options.sign_timeout, clock=clock
         )
         self.policies = PolicyBook(self.peers, policy_store)
-        self.budget = SignBudget(self.options.sign_budget, self.options.sign_budget_window)
+        self.budget = SignBudget(
+            self.options.sign_budget, self.options.sign_budget_window, clock, budget_ledger
+        )
         self.approvals = ApprovalQueue(clock)
         self._pool: Pool | None = None
         self._pending: dict[str, _Pending] = {}

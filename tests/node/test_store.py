@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from node.policy import StoredPolicy
+from node.policy import SignBudget, StoredPolicy
 from store.credentials import CredentialsError, CredentialStore
 from store.db import Database
-from store.policies import SqlitePolicyStore
+from store.policies import SqliteBudgetLedger, SqlitePolicyStore
 
 GROUP = "bfgroup1" + "q" * 80
 SHARE = "bfshare1" + "p" * 70 + "zzsecretsharetail"
@@ -45,3 +45,35 @@ def test_policy_store(tmp_path: Path) -> None:
     again = SqlitePolicyStore(Database.open_in(tmp_path))
     assert again.load_policies() == [StoredPolicy("a" * 64, False, False, 2.0)]
     assert again.delete_policy("a" * 64) and not again.delete_policy("a" * 64)
+
+
+def test_budget_ledger_survives_a_restart(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    db = Database.open_in(tmp_path)
+    budget = SignBudget(5, 100, lambda: now[0], SqliteBudgetLedger(db, keep=100))
+    assert budget.consume("a" * 64, 3) and budget.consume("b" * 64, 1)
+    db.close()
+
+    now[0] += 50  # restarted within the window: what was spent still counts
+    db = Database.open_in(tmp_path)
+    budget = SignBudget(5, 100, lambda: now[0], SqliteBudgetLedger(db, keep=100))
+    assert budget.remaining("a" * 64) == 2 and budget.remaining("b" * 64) == 4
+    assert not budget.consume("a" * 64, 3)
+    db.close()
+
+    now[0] += 60  # the first records left the window, and the ledger forgets them
+    db = Database.open_in(tmp_path)
+    budget = SignBudget(5, 100, lambda: now[0], SqliteBudgetLedger(db, keep=100))
+    assert budget.remaining("a" * 64) == 5
+    assert db.query_all("SELECT COUNT(*) AS n FROM sign_budget")[0]["n"] == 0
+    db.close()
+
+
+def test_budget_ledger_write_failure_keeps_counting_in_memory(tmp_path: Path) -> None:
+    db = Database.open_in(tmp_path)
+    ledger = SqliteBudgetLedger(db, keep=100)
+    budget = SignBudget(2, 100, ledger=ledger)
+    db.execute("DROP TABLE sign_budget")  # every ledger write now fails
+    assert budget.consume("a" * 64, 2)
+    assert not budget.consume("a" * 64, 1)
+    db.close()
