@@ -48,6 +48,16 @@ class Tab:
         expect(self.page.locator(CONN)).to_have_attribute("data-state", "live", timeout=10_000)
         expect(self.page.locator(CONN)).to_have_text("Live")
 
+    def settle(self) -> int:
+        """Wait until the page has seen every event the server has published (e.g. this tab's own login
+        event, which arrives live after the socket opens); return that seq."""
+        self.page.wait_for_function(
+            "fetch('/api/status').then(r => r.json()).then(s => IglooEvents.lastSeq === s.lastSeq)",
+            timeout=5_000,
+        )
+        last: int = self.js("IglooEvents.lastSeq")
+        return last
+
     def wait_row(self, seq: int) -> Any:
         """Wait until the row of ``seq`` is in the log."""
         row = self.page.locator(f'{ROWS}[data-seq="{seq}"]')
@@ -188,8 +198,7 @@ def test_close_codes_state_text_and_immediate_reconnects(open_tab: Any) -> None:
     assert len(tab.routes) == 1
 
     # 1013 (too slow): back soon, resuming from the last seq seen.
-    last = tab.js("IglooEvents.lastSeq")
-    assert isinstance(last, int)
+    last = tab.settle()
     tab.routes[-1].close(code=1013, reason="too slow")
     page.wait_for_function("IglooEvents.stats.opens >= 2", timeout=3_000)
     assert tab.js("IglooEvents.stats.delays") == [250]
@@ -244,7 +253,7 @@ def test_duplicates_and_null_seq_frames(open_tab: Any) -> None:
     tab = open_tab(route=True)
     page = tab.page
     tab.wait_live()
-    last = tab.js("IglooEvents.lastSeq")
+    last = tab.settle()
     sock = tab.routes[-1]
 
     def push(message: str, seq: int | None, type_: str = "info", data: object = None) -> None:
