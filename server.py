@@ -27,7 +27,7 @@ from handlers import pages, relay, routes
 from handlers.auth import LoginLimiter, setup_token_path
 from handlers.base import VERSION
 from handlers.events import CLOSE_GOING_AWAY, MAX_CLIENT_FRAME, EventHub
-from node import NodeManager, NodeOptions
+from node import NodeManager, NodeOptions, keytools
 from store.credentials import CredentialStore
 from store.db import Database
 from store.events import EventRing
@@ -236,20 +236,8 @@ def cmd_adduser(config: Settings, name: str, from_stdin: bool) -> int:
     return 0
 
 
-def _keytools() -> Any:
-    try:
-        from node import keytools
-    except ImportError:
-        return None
-    return keytools
-
-
 def cmd_keygen(threshold: int, total: int, nsec: str | None) -> int:
     """Print what node.keytools.keygen returns, as JSON."""
-    keytools = _keytools()
-    if keytools is None:
-        print("igloo-server: key tools are not available (node.keytools is missing)", file=sys.stderr)
-        return 1
     try:
         secret = sys.stdin.readline().strip() if nsec == "-" else nsec
         result = keytools.keygen(threshold=threshold, total=total, secret=secret)
@@ -262,10 +250,6 @@ def cmd_keygen(threshold: int, total: int, nsec: str | None) -> int:
 
 def cmd_recover(group: str, shares: list[str]) -> int:
     """Print what node.keytools.recover returns."""
-    keytools = _keytools()
-    if keytools is None:
-        print("igloo-server: key tools are not available (node.keytools is missing)", file=sys.stderr)
-        return 1
     try:
         result = keytools.recover(group=group, shares=shares)
     except ValueError as exc:

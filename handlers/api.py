@@ -16,14 +16,15 @@ from node import (
     NodeError,
     NodeManager,
     NodeService,
+    compute_event_id,
+    keytools,
+    nip04,
+    nip44,
     normalize_pubkey,
+    queue_for,
     validate_credentials,
     validate_relays,
 )
-from node.keytools import recover
-from node.nostr import nip04, nip44
-from node.nostr.event import compute_event_id
-from node.sign_queue import queue_for
 
 MAX_BODY = 64 * 1024
 
@@ -327,7 +328,7 @@ class RecoverApi(NodeApi):
             )
             return
         try:
-            nsec = recover(group, shares)
+            nsec = keytools.recover(group, shares)
         except ValueError as exc:
             self.write_json({"success": False, "error": str(exc)}, status=400)
             return

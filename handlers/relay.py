@@ -19,8 +19,7 @@ from tornado import websocket
 from tornado.concurrent import Future
 
 from handlers.relay_hub import RelayHub, RelayLimits
-from node.nostr.event import verify_event
-from node.nostr.messages import (
+from node import (
     ClientClose,
     ClientEvent,
     ClientReq,
@@ -32,6 +31,7 @@ from node.nostr.messages import (
     build_ok,
     parse_client_message,
     sub_id_prefix,
+    verify_event,
 )
 
 log = logging.getLogger("igloo.relay")

@@ -23,9 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from node.nostr.event import Event
-from node.nostr.filters import Filter
-from node.nostr.messages import event_json, sub_id_prefix
+from node import Event, Filter, event_json, sub_id_prefix
 
 
 @dataclass(frozen=True, slots=True)

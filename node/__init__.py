@@ -1,7 +1,25 @@
 """The signing node: the only surface ``server.py`` and ``handlers/`` import."""
 
+from node import keytools
 from node.events import NodeEvent, safe_data
 from node.manager import NodeManager, validate_credentials, validate_relays
+from node.nostr import nip04, nip44
+from node.nostr.event import Event, compute_event_id, verify_event
+from node.nostr.filters import Filter
+from node.nostr.messages import (
+    ClientClose,
+    ClientEvent,
+    ClientReq,
+    InvalidEventMessage,
+    InvalidSubscription,
+    build_closed,
+    build_eose,
+    build_notice,
+    build_ok,
+    event_json,
+    parse_client_message,
+    sub_id_prefix,
+)
 from node.peers import normalize_pubkey
 from node.service import (
     NodeError,
@@ -12,8 +30,16 @@ from node.service import (
     PeerResponseError,
     RelayUnavailable,
 )
+from node.sign_queue import queue_for
 
 __all__ = [
+    "ClientClose",
+    "ClientEvent",
+    "ClientReq",
+    "Event",
+    "Filter",
+    "InvalidEventMessage",
+    "InvalidSubscription",
     "NodeError",
     "NodeEvent",
     "NodeManager",
@@ -23,8 +49,21 @@ __all__ = [
     "NodeUnavailable",
     "PeerResponseError",
     "RelayUnavailable",
+    "build_closed",
+    "build_eose",
+    "build_notice",
+    "build_ok",
+    "compute_event_id",
+    "event_json",
+    "keytools",
+    "nip04",
+    "nip44",
     "normalize_pubkey",
+    "parse_client_message",
+    "queue_for",
     "safe_data",
+    "sub_id_prefix",
     "validate_credentials",
     "validate_relays",
+    "verify_event",
 ]
