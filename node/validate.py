@@ -1,0 +1,96 @@
+"""Input validators shared by every layer: hex strings, public keys, relay URLs.
+
+Pure functions. A validator returns the value in its canonical form (lower-case hex, stripped URL) or
+raises ``ValueError`` whose message starts with the field name and never echoes the input, so a message
+can go straight into a 400 response or a configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+HEX_DIGITS = frozenset("0123456789abcdef")
+MAX_RELAY_URL_LENGTH = 512
+MAX_RELAYS = 32
+
+
+def is_hex(value: object, nbytes: int | None = None) -> bool:
+    """True for a non-empty, even-length, lower-case hex string (of exactly ``nbytes`` bytes if given)."""
+    if not isinstance(value, str) or not value or not set(value) <= HEX_DIGITS:
+        return False
+    return len(value) % 2 == 0 if nbytes is None else len(value) == 2 * nbytes
+
+
+def hex_bytes(value: object, nbytes: int, field: str) -> str:
+    """``value`` as lower-case hex of exactly ``nbytes`` bytes (upper-case input accepted)."""
+    text = value.lower() if isinstance(value, str) else value
+    if not is_hex(text, nbytes):
+        raise ValueError(f"{field}: expected {2 * nbytes} hex characters")
+    assert isinstance(text, str)
+    return text
+
+
+def xonly_pubkey(value: object, field: str = "pubkey") -> str:
+    """A public key as 64 lower-case hex characters; a 66-character 02/03-prefixed key is accepted.
+
+    Only the form is checked; whether the x coordinate is on the curve is the caller's question.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"{field}: expected a 64-character hex public key")
+    text = value.strip().lower()
+    if len(text) == 66 and text[:2] in ("02", "03"):
+        text = text[2:]
+    if not is_hex(text, 32):
+        raise ValueError(f"{field}: expected a 64-character hex public key")
+    return text
+
+
+def relay_url(value: object, field: str = "relay") -> str:
+    """One ``ws://`` or ``wss://`` URL with a host, at most 512 characters, no spaces or control bytes."""
+    if not isinstance(value, str):
+        raise ValueError(f"{field}: every relay must be a string")
+    url = value.strip()
+    if len(url) > MAX_RELAY_URL_LENGTH or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise ValueError(f"{field}: relay URLs must be at most {MAX_RELAY_URL_LENGTH} characters, no spaces")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        host = None
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("ws", "wss") or not host:
+        raise ValueError(f"{field}: relay URLs must be ws:// or wss:// with a host")
+    return url
+
+
+def relay_urls(value: object, field: str = "RELAYS", max_count: int = MAX_RELAYS) -> list[str]:
+    """A relay list, without duplicates, in order.
+
+    Accepts a list of strings, or one string holding a JSON array or URLs separated by commas and/or
+    whitespace (every form Igloo Server accepts). ``None`` is the empty list.
+    """
+    if value is None:
+        return []
+    items: object = value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                items = json.loads(text)
+            except (ValueError, RecursionError):
+                raise ValueError(f"{field}: expected a JSON array of relay URLs") from None
+        else:
+            items = text.replace(",", " ").split()
+    if not isinstance(items, list):
+        raise ValueError(f"{field}: expected a list of relay URLs")
+    urls: list[str] = []
+    for item in items:
+        if isinstance(item, str) and not item.strip():
+            continue
+        url = relay_url(item, field)
+        if url not in urls:
+            urls.append(url)
+    if len(urls) > max_count:
+        raise ValueError(f"{field}: at most {max_count} relays")
+    return urls
