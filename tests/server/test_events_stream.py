@@ -9,7 +9,7 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-import handlers.events as events_module
+import handlers.event_hub as events_module
 from tests.server.conftest import API_KEY, Igloo, read_frame, read_until_closed
 
 
@@ -194,7 +194,7 @@ async def test_session_expiry_closes_socket_4401(igloo: Igloo) -> None:
 
 
 def test_encode_payload_never_fails() -> None:
-    from handlers.events import encode_payload
+    from handlers.event_frames import encode_payload
 
     lone = "peer said \ud800"
     frame = json.loads(encode_payload({"type": "warn", "message": lone, "data": {"tag": lone}}))
