@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
@@ -65,7 +66,7 @@ class EventHub:
     """Publishes node and server events to the ring and to every open event socket of this app.
 
     ``open_sockets`` is the socket handler's class-level set; the hub serves the members whose ``hub`` is
-    itself.
+    itself. ``clock`` (seconds, monotonic) drives the per-socket command rate limit.
     """
 
     def __init__(
@@ -75,10 +76,12 @@ class EventHub:
         sessions: SessionStore | None = None,
         *,
         open_sockets: Collection[EventSocket],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.ring = ring
         self.sessions = sessions
+        self.clock = clock
         self.connection_count = 0
         self._open_sockets = open_sockets
         self._per_ip: dict[str, int] = {}

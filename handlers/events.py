@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any, ClassVar
 
 import tornado.iostream
@@ -29,6 +28,7 @@ from handlers.event_frames import (
 )
 from handlers.event_hub import EventHub
 from handlers.ws_direct import DirectSender
+from node import TokenBucket
 from store.events import StoredEvent
 
 log = logging.getLogger("igloo.events")
@@ -59,8 +59,8 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
     def initialize(self) -> None:
         """Per-request state."""
         self.hub = None
-        self._tokens = 2.0 * self.config.ws_client_rate
-        self._token_time = time.monotonic()
+        rate = self.config.ws_client_rate
+        self._commands = TokenBucket(rate, 2 * rate, clock=self.event_hub.clock)  # frames/s, bursts of 2x
 
     @property
     def event_hub(self) -> EventHub:
@@ -294,7 +294,7 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
 
     def on_message(self, message: str | bytes) -> None:
         """Handle ``resume`` and ``ping``; answer anything else with an ``error`` frame."""
-        if not self._take_token():
+        if not self._commands.take():
             self.close_with(CLOSE_POLICY, "too many messages")
             return
         if isinstance(message, bytes):
@@ -325,16 +325,6 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
             self.send_own(self._gap_notice(replay.gap[0], min(replay.gap[1], floor)))
         self._send_stored([e for e in replay.events if e.seq <= floor])
         self._floor = since
-
-    def _take_token(self) -> bool:
-        rate = float(self.config.ws_client_rate)
-        now = time.monotonic()
-        self._tokens = min(2 * rate, self._tokens + (now - self._token_time) * rate)
-        self._token_time = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
     def _reply_error(self, message: str) -> None:
         self.send_own(frame_body("error", message))

@@ -141,6 +141,23 @@ async def test_flood_closes_1008(igloo: Igloo) -> None:
     assert ws.close_code == 1008
 
 
+@pytest.mark.parametrize("overrides", [{"WS_CLIENT_RATE": "2"}])
+async def test_command_rate_refills_with_the_hub_clock(igloo: Igloo) -> None:
+    now = [1000.0]
+    igloo.hub.clock = lambda: now[0]
+    ws = await igloo.ws_key()
+    await read_frame(ws)
+    for _ in range(4):  # bursts of twice WS_CLIENT_RATE
+        await ws.write_message('{"type":"ping"}')
+        assert (await read_frame(ws))["type"] == "pong"  # type: ignore[index]
+    now[0] += 0.5  # one frame's worth at 2 frames/s
+    await ws.write_message('{"type":"ping"}')
+    assert (await read_frame(ws))["type"] == "pong"  # type: ignore[index]
+    await ws.write_message('{"type":"ping"}')  # the clock has not moved: nothing left
+    assert await read_until_closed(ws) == []
+    assert ws.close_code == 1008
+
+
 @pytest.mark.parametrize("overrides", [{"WS_MAX_PER_IP": "2"}])
 async def test_per_ip_cap(igloo: Igloo) -> None:
     first, second = await igloo.ws_key(), await igloo.ws_key()
