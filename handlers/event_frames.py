@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import secrets
 import struct
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
+
+from node import safe_data
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -38,28 +40,20 @@ def frame_body(type_: str, message: str, data: object = None, seq: int | None = 
     }
 
 
-def _json_default(value: object) -> object:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, BaseException):
-        return {"name": type(value).__name__, "message": str(value)}
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    return str(value)
-
-
 def encode_payload(body: dict[str, Any]) -> bytes:
-    """Serialize one frame body to compact UTF-8 JSON (data made JSON-safe, never failing)."""
+    """Serialize one frame body to compact UTF-8 JSON, never failing.
+
+    Values JSON has no type for (bytes, dates, exceptions, sets, objects) go through the node's one
+    converter, ``safe_data``. Data nested deeper than the parser allows is replaced by an error note.
+    """
     try:
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode()
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=safe_data).encode()
     except UnicodeEncodeError:
         pass  # a lone surrogate somewhere: ASCII-escaped JSON still carries it faithfully
     except (ValueError, TypeError, RecursionError):
         body = dict(body, data=UNSERIALIZABLE)
     try:
-        return json.dumps(body, separators=(",", ":"), default=_json_default).encode("ascii")
+        return json.dumps(body, separators=(",", ":"), default=safe_data).encode("ascii")
     except (ValueError, TypeError, RecursionError):
         safe = dict(body, data=UNSERIALIZABLE)
         return json.dumps(safe, separators=(",", ":"), default=str).encode("ascii")

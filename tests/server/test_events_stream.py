@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
+from datetime import UTC, datetime
 
 import pytest
 import tornado.httpclient
 import tornado.websocket
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import handlers.event_hub as events_module
 from tests.server.conftest import API_KEY, Igloo, read_frame, read_until_closed
@@ -221,6 +225,55 @@ def test_encode_payload_never_fails() -> None:
         deep = [deep]
     frame = json.loads(encode_payload({"type": "warn", "message": lone, "data": deep}))
     assert frame["message"] == lone and frame["data"] == {"error": "event data could not be serialized"}
+
+
+def test_frames_convert_values_json_lacks_with_the_node_converter() -> None:
+    from handlers.event_frames import encode_payload, frame_body
+    from node import safe_data
+
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    data = {"when": when, "error": ValueError("relay said bfshare1qqq"), "ids": {b"\x01"}, "peer": object()}
+    frame = json.loads(encode_payload(frame_body("info", "converted", data)))
+    assert frame["data"] == {
+        "when": "2026-01-02T03:04:05Z",
+        "error": {"name": "ValueError", "message": "[redacted]"},
+        "ids": ["01"],
+        "peer": "<object>",
+    }
+    assert frame["data"] == {key: safe_data(value) for key, value in data.items()}
+
+
+class _Colour(enum.Enum):
+    RED = 1
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this object")
+
+
+_any_text = st.text(st.characters(codec=None, exclude_categories=()))  # lone surrogates included
+_leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), _any_text, st.binary(), st.datetimes(),
+    st.builds(ValueError, _any_text), st.just(_Colour.RED), st.just(_Unprintable()),
+    st.frozensets(_any_text, max_size=3),
+)
+_event_data = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.tuples(inner, inner), st.dictionaries(_any_text, inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(message=_any_text, data=_event_data)
+def test_any_event_data_encodes(message: str, data: object) -> None:
+    from handlers.event_frames import encode_payload, frame_body
+
+    frame = json.loads(encode_payload(frame_body("info", message, data)))
+    assert frame["message"] == message and set(frame) == {"type", "message", "data", "timestamp", "id", "seq"}
 
 
 @pytest.mark.parametrize(("overrides", "expected_writes"), [({}, 1), ({"WS_COALESCE_MS": "0"}, 2)])
