@@ -26,7 +26,9 @@ from config.settings import ConfigError, Settings, read_or_create_secret_file
 from handlers import pages, relay, routes
 from handlers.auth import LoginLimiter, setup_token_path
 from handlers.base import VERSION
-from handlers.events import CLOSE_GOING_AWAY, MAX_CLIENT_FRAME, EventHub
+from handlers.event_frames import CLOSE_GOING_AWAY
+from handlers.event_hub import EventHub
+from handlers.events import MAX_CLIENT_FRAME, EventStreamHandler
 from node import NodeManager, NodeOptions, keytools
 from store.credentials import CredentialStore
 from store.db import Database
@@ -49,7 +51,8 @@ def open_state(config: Settings) -> tuple[Database, EventHub]:
     """Open the database under DATA_DIR and the event hub over its persisted ring."""
     db = Database.open_in(config.data_dir)
     sessions = SessionStore(db, config.session_timeout)
-    hub = EventHub(config, EventRing(db, config.event_buffer_size), sessions)
+    ring = EventRing(db, config.event_buffer_size)
+    hub = EventHub(config, ring, sessions, open_sockets=EventStreamHandler.open_sockets)
     return db, hub
 
 

@@ -17,6 +17,7 @@ import tornado.web
 from markupsafe import Markup
 
 from config.settings import Settings
+from handlers.event_hub import EventHub
 from store.db import Database
 from store.sessions import SessionStore
 from store.users import UserStore
@@ -78,9 +79,10 @@ class AuthMixin(tornado.web.RequestHandler):
         return value
 
     @property
-    def events(self) -> Any:
-        """The EventHub (typed loosely here to keep handlers/base free of a cycle)."""
-        return self.application.settings["events"]
+    def events(self) -> EventHub:
+        """The one event publisher."""
+        hub: EventHub = self.application.settings["events"]
+        return hub
 
     @property
     def node(self) -> Any:

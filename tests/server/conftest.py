@@ -19,7 +19,8 @@ import tornado.web
 import tornado.websocket
 
 from config.settings import Settings
-from handlers.events import EventHub, EventStreamHandler
+from handlers.event_hub import EventHub
+from handlers.events import EventStreamHandler
 from server import build_application, open_state
 from store.db import Database
 from store.users import UserStore
