@@ -29,7 +29,7 @@ from handlers.base import VERSION
 from handlers.event_frames import CLOSE_GOING_AWAY
 from handlers.event_hub import EventHub
 from handlers.events import MAX_CLIENT_FRAME, EventStreamHandler
-from node import NodeManager, NodeOptions, keytools
+from node import Clock, NodeManager, NodeOptions, keytools
 from store.credentials import CredentialStore
 from store.db import Database
 from store.events import EventRing
@@ -47,10 +47,13 @@ log = logging.getLogger("igloo")
 access_log = logging.getLogger("igloo.access")
 
 
-def open_state(config: Settings) -> tuple[Database, EventHub]:
-    """Open the database under DATA_DIR and the event hub over its persisted ring."""
+def open_state(config: Settings, clock: Clock = time.time) -> tuple[Database, EventHub]:
+    """Open the database under DATA_DIR and the event hub over its persisted ring.
+
+    ``clock`` (wall-clock seconds) times the login sessions; tests pass one they can move.
+    """
     db = Database.open_in(config.data_dir)
-    sessions = SessionStore(db, config.session_timeout)
+    sessions = SessionStore(db, config.session_timeout, clock=clock)
     ring = EventRing(db, config.event_buffer_size)
     hub = EventHub(config, ring, sessions, open_sockets=EventStreamHandler.open_sockets)
     return db, hub

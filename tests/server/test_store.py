@@ -6,15 +6,15 @@ import asyncio
 import hashlib
 import os
 import stat
-import time
 from pathlib import Path
 
 import pytest
 
 from store.db import MIGRATIONS, Database
 from store.events import EventRing, StoredEvent
-from store.sessions import SessionStore
+from store.sessions import SessionStore, hash_session_id
 from store.users import UserError, UserStore
+from tests.clock import ManualClock
 
 
 @pytest.fixture
@@ -63,30 +63,58 @@ def test_user_validation(db: Database, name: str, password: str) -> None:
 
 def test_sessions_hashed_sliding_and_expiring(db: Database) -> None:
     user = UserStore(db, rounds=4).create_sync("carol", "a long password")
-    sessions = SessionStore(db, timeout=1)
+    clock = ManualClock()
+    sessions = SessionStore(db, timeout=60, clock=clock)
     sid = sessions.create(user.id, "127.0.0.1")
     assert len(sid) >= 43
     stored = [bytes(r[0]) for r in db.query_all("SELECT id_hash FROM sessions")]
     assert stored == [hashlib.sha256(sid.encode()).digest()]  # only the hash is stored
     found = sessions.lookup(sid)
-    assert found is not None and found.username == "carol"
-    time.sleep(0.6)
+    assert found is not None and found.username == "carol" and found.expires_at == clock.now + 60
+    clock.advance(40)
     assert sessions.lookup(sid) is not None  # renews the idle timer
-    time.sleep(0.6)
-    assert sessions.lookup(sid) is not None  # 1.2 s after creation, still alive: sliding
-    time.sleep(1.1)
-    assert sessions.lookup(sid) is None
+    clock.advance(40)
+    found = sessions.lookup(sid)  # 80 s after creation, still alive: sliding
+    assert found is not None and found.expires_at == clock.now + 60
+    clock.advance(59.5)
+    assert sessions.lookup(sid, touch=False) is not None  # a look without renewing
+    clock.advance(0.5)
+    assert sessions.lookup(sid) is None  # 60 s idle: gone, and deleted
+    assert db.query_one("SELECT COUNT(*) FROM sessions")[0] == 0
     assert sessions.lookup("not-a-session") is None
 
 
-def test_session_delete_and_live_hashes(db: Database) -> None:
+def test_session_renewals_are_written_at_most_every_touch_interval(db: Database) -> None:
+    user = UserStore(db, rounds=4).create_sync("erin", "a long password")
+    clock = ManualClock()
+    sessions = SessionStore(db, timeout=3600, clock=clock)
+    sid = sessions.create(user.id, None)
+    created = clock.now
+
+    def last_seen() -> float:
+        return float(db.query_one("SELECT last_seen FROM sessions")[0])
+
+    clock.advance(29)
+    assert sessions.lookup(sid) is not None and last_seen() == created  # within 30 s: no write
+    clock.advance(1)
+    assert sessions.lookup(sid) is not None and last_seen() == clock.now
+
+
+def test_session_delete_purge_and_live_hashes(db: Database) -> None:
     user = UserStore(db, rounds=4).create_sync("dave", "a long password")
-    sessions = SessionStore(db, timeout=60)
+    clock = ManualClock()
+    sessions = SessionStore(db, timeout=60, clock=clock)
     a, b = sessions.create(user.id, None), sessions.create(user.id, None)
     ha = sessions.delete(a)
     hb = hashlib.sha256(b.encode()).digest()
     assert sessions.lookup(a) is None and sessions.lookup(b) is not None
     assert sessions.live_hashes({ha, hb}) == {hb}
+    clock.advance(30)
+    c = sessions.create(user.id, None)
+    clock.advance(30)  # b is 60 s idle, c 30 s
+    assert sessions.live_hashes({hb, hash_session_id(c)}) == {hash_session_id(c)}
+    assert sessions.purge_expired() == 1
+    assert [bytes(r[0]) for r in db.query_all("SELECT id_hash FROM sessions")] == [hash_session_id(c)]
 
 
 def _event(seq: int) -> StoredEvent:
