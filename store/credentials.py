@@ -19,15 +19,6 @@ from node.ratelimit import Clock
 from store.db import Database
 
 _AAD = b"igloo-node-credentials-v1"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS node_credentials (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    nonce BLOB NOT NULL,
-    ciphertext BLOB NOT NULL,
-    relays TEXT NOT NULL,
-    updated_at REAL NOT NULL
-)
-"""
 
 
 class CredentialsError(Exception):
@@ -53,7 +44,6 @@ class CredentialStore:
         self._db = db
         self._clock = clock  # wall-clock seconds for ``updated_at``
         self._aead = AESGCM(key)
-        db.execute(_SCHEMA)
 
     def exists(self) -> bool:
         """True when a credential set is stored (no decryption needed)."""
