@@ -91,10 +91,12 @@ def build_application(
     """
     sessions = events.sessions or SessionStore(db, config.session_timeout)
     cookie_secret = read_or_create_secret_file(config.data_dir / COOKIE_SECRET_FILE, 32, hex_text=True)
+    # StrictUndefined: a template naming a variable or include that is not there fails (and its test
+    # with it) instead of rendering an empty string.
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=True,
-        undefined=jinja2.ChainableUndefined,
+        undefined=jinja2.StrictUndefined,
     )
     settings: dict[str, Any] = {
         "config": config,
