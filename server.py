@@ -29,7 +29,7 @@ from handlers.base import VERSION
 from handlers.event_frames import CLOSE_GOING_AWAY
 from handlers.event_hub import EventHub
 from handlers.events import MAX_CLIENT_FRAME, EventStreamHandler
-from node import NodeManager, NodeOptions, keytools
+from node import Clock, NodeManager, NodeOptions, keytools
 from store.credentials import CredentialStore
 from store.db import Database
 from store.events import EventRing
@@ -47,10 +47,13 @@ log = logging.getLogger("igloo")
 access_log = logging.getLogger("igloo.access")
 
 
-def open_state(config: Settings) -> tuple[Database, EventHub]:
-    """Open the database under DATA_DIR and the event hub over its persisted ring."""
+def open_state(config: Settings, clock: Clock = time.time) -> tuple[Database, EventHub]:
+    """Open the database under DATA_DIR and the event hub over its persisted ring.
+
+    ``clock`` (wall-clock seconds) times the login sessions; tests pass one they can move.
+    """
     db = Database.open_in(config.data_dir)
-    sessions = SessionStore(db, config.session_timeout)
+    sessions = SessionStore(db, config.session_timeout, clock=clock)
     ring = EventRing(db, config.event_buffer_size)
     hub = EventHub(config, ring, sessions, open_sockets=EventStreamHandler.open_sockets)
     return db, hub
@@ -88,10 +91,12 @@ def build_application(
     """
     sessions = events.sessions or SessionStore(db, config.session_timeout)
     cookie_secret = read_or_create_secret_file(config.data_dir / COOKIE_SECRET_FILE, 32, hex_text=True)
+    # StrictUndefined: a template naming a variable or include that is not there fails (and its test
+    # with it) instead of rendering an empty string.
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=True,
-        undefined=jinja2.ChainableUndefined,
+        undefined=jinja2.StrictUndefined,
     )
     settings: dict[str, Any] = {
         "config": config,

@@ -21,7 +21,7 @@ from node.nostr.messages import (
     sub_id_prefix,
 )
 from node.peers import normalize_pubkey
-from node.ratelimit import TokenBucket
+from node.ratelimit import Clock, TokenBucket
 from node.service import (
     NodeError,
     NodeOptions,
@@ -37,6 +37,7 @@ __all__ = [
     "ClientClose",
     "ClientEvent",
     "ClientReq",
+    "Clock",
     "Event",
     "Filter",
     "InvalidEventMessage",
