@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from pathlib import Path
 
 import pytest
+import tornado.websocket
 
 from config.settings import ConfigError, Settings
+from tests.server.conftest import PASSWORD, Igloo, read_frame, read_until_closed
 
 
 def env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -64,7 +67,8 @@ def test_relays_in_every_igloo_server_form(tmp_path: Path, value: str) -> None:
         ("RELAYS", "http://not-ws"), ("RELAYS", "[1, 2]"), ("RELAYS", "[\"wss://a\""),
         ("ALLOWED_ORIGINS", "example.com"), ("API_KEY", "short"), ("WS_MAX_BUFFER", "10"),
         ("FROSTR_SIGN_TIMEOUT", "soon"), ("FROSTR_SIGN_TIMEOUT", "5.5"), ("GROUP_CRED", "nope"),
-        ("CREDENTIALS_KEY", "abcd"), ("LOG_LEVEL", "LOUD"), ("RELAY_MAX_EVENTS", "-5"), ("RELAY_MAX_AGE", "0"),
+        ("CREDENTIALS_KEY", "abcd"), ("LOG_LEVEL", "LOUD"), ("RELAY_MAX_EVENTS", "-5"),
+        ("RELAY_MAX_AGE", "0"),
         ("RELAY_MAX_CONNECTIONS", "lots"), ("RATE_LIMIT_MAX", "0"), ("RATE_LIMIT_WINDOW", "x"),
         ("NIP46_SESSION_RATE_LIMIT_MAX", "-1"), ("WS_MSG_BURST", "many"), ("SESSION_SECRET", "ab" * 31),
         ("NODE_ENV", "staging"), ("GROUP_NAME", "x" * 101), ("PEER_POLICIES", "{"),
@@ -96,7 +100,8 @@ def test_sign_timeout_is_milliseconds_as_in_igloo_server(tmp_path: Path) -> None
     assert same.sign_timeout == 3.0
 
 
-@pytest.mark.parametrize(("value", "enabled"), [("false", False), ("true", True), ("1", True), ("TRUE", True)])
+@pytest.mark.parametrize(("value", "enabled"),
+                         [("false", False), ("true", True), ("1", True), ("TRUE", True)])
 def test_auth_enabled_is_off_only_for_false(tmp_path: Path, value: str, enabled: bool) -> None:
     assert Settings.from_env(env(tmp_path, AUTH_ENABLED=value)).auth_enabled is enabled
 
@@ -147,7 +152,8 @@ def test_credentials_key_must_be_32_random_bytes(tmp_path: Path) -> None:
         assert Settings.from_env(env(tmp_path, CREDENTIALS_KEY=text)).credentials_key == key
     for bad in ("x" * 32, key.hex()[:62], base64.b64encode(key[:31]).decode(), "z" * 64):
         message = error_for(tmp_path, CREDENTIALS_KEY=bad)
-        assert message.startswith("CREDENTIALS_KEY: expected 32 random bytes as 64 hex") and bad not in message
+        assert message.startswith("CREDENTIALS_KEY: expected 32 random bytes as 64 hex")
+        assert bad not in message
     message = error_for(tmp_path, CREDENTIALS_KEY="ab" * 32)
     assert message.startswith("CREDENTIALS_KEY: does not look random") and "ab" * 32 not in message
 
@@ -208,3 +214,31 @@ def test_parsing_touches_no_file(tmp_path: Path) -> None:
     s = Settings.from_env(env(tmp_path, CREDENTIALS_DIRECTORY=str(creds)))
     assert s.credentials_directory == creds and s.credentials_key is None
     assert list(tmp_path.iterdir()) == []  # neither DATA_DIR nor a key file was created
+
+
+# --- What the Igloo Server variables do in a running server (real app on a loopback port) ---------------
+
+
+@pytest.mark.parametrize("overrides", [{"NODE_ENV": "production"}])
+async def test_production_session_cookie_is_secure_over_http(igloo: Igloo) -> None:
+    igloo.add_user()
+    resp = await igloo.fetch("/api/auth/login", method="POST", headers={"Content-Type": "application/json"},
+                             body=json.dumps({"username": "alice", "password": PASSWORD}))
+    session_cookie = next(c for c in resp.headers.get_list("Set-Cookie") if c.startswith("igloo_session="))
+    assert resp.code == 200 and "Secure" in session_cookie
+
+
+@pytest.mark.parametrize("overrides", [{"WS_MSG_RATE": "1", "WS_MSG_BURST": "6"}])
+async def test_ws_msg_burst_sets_how_many_frames_go_at_once(igloo: Igloo) -> None:
+    ws = await igloo.ws_key()
+    await read_frame(ws)
+    for _ in range(6):  # the whole burst is answered
+        await ws.write_message('{"type":"ping"}')
+        assert (await read_frame(ws))["type"] == "pong"  # type: ignore[index]
+    for _ in range(5):  # the next frames (well within a second) overflow the bucket of 6 at 1/s
+        try:
+            await ws.write_message('{"type":"ping"}')
+        except tornado.websocket.WebSocketClosedError:
+            break
+    await read_until_closed(ws)
+    assert ws.close_code == 1008
