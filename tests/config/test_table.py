@@ -51,6 +51,6 @@ def test_docs_table_lists_every_variable_with_its_limits() -> None:
     for row in TABLE:
         line = next(line for line in text.splitlines() if line.startswith(f"| `{row.name}`"))
         assert f"`{row.field}`" in line and row.kind.describe().replace("|", "\\|") in line
-    sign_timeout = ("| `FROSTR_SIGN_TIMEOUT`<br>`SIGN_TIMEOUT_MS` | `sign_timeout` | milliseconds, 100 to 600000 "
-                    "| `5000` |")
+    sign_timeout = ("| `FROSTR_SIGN_TIMEOUT`<br>`SIGN_TIMEOUT_MS` | `sign_timeout` "
+                    "| milliseconds, 100 to 600000 | `5000` |")
     assert sign_timeout in text
