@@ -22,7 +22,9 @@ import jinja2
 import tornado.httpserver
 import tornado.web
 
-from config.settings import ConfigError, Settings, read_or_create_secret_file
+from config import igloo_server
+from config.settings import ConfigError, Settings
+from config.startup import cookie_secret, load_environment, read_or_create_secret_file, with_credentials_key
 from handlers import pages, relay, routes
 from handlers.auth import LoginLimiter, setup_token_path
 from handlers.base import VERSION
@@ -40,7 +42,6 @@ from store.users import BCRYPT_ROUNDS, UserError, UserStore
 ROOT = Path(__file__).resolve().parent
 TEMPLATES_DIR = ROOT / "templates"
 STATIC_DIR = ROOT / "static"
-COOKIE_SECRET_FILE = "cookie_secret"  # noqa: S105 - a file name, not a secret
 SHUTDOWN_GRACE = 3.0  # seconds allowed for sockets to finish their closing handshake
 
 log = logging.getLogger("igloo")
@@ -90,7 +91,6 @@ def build_application(
     ``node.status()`` into its document.
     """
     sessions = events.sessions or SessionStore(db, config.session_timeout)
-    cookie_secret = read_or_create_secret_file(config.data_dir / COOKIE_SECRET_FILE, 32, hex_text=True)
     # StrictUndefined: a template naming a variable or include that is not there fails (and its test
     # with it) instead of rendering an empty string.
     templates = jinja2.Environment(
@@ -108,7 +108,7 @@ def build_application(
         "templates": templates,
         "login_limiter": LoginLimiter(config.rate_limit_login_max, config.rate_limit_login_window),
         "started_at": time.monotonic(),
-        "cookie_secret": cookie_secret.decode("ascii"),
+        "cookie_secret": cookie_secret(config),
         "xsrf_cookies": True,
         "xsrf_cookie_kwargs": {"samesite": "Strict", "path": "/"},
         "static_path": str(STATIC_DIR),
@@ -119,13 +119,7 @@ def build_application(
         "websocket_max_message_size": MAX_CLIENT_FRAME,
         "compress_response": False,
         "default_handler_class": pages.NotFoundPage,
-        "relay_limits": {
-            "max_events": config.relay_max_events,
-            "max_age": float(config.relay_max_age),
-            "max_connections": config.relay_max_connections,
-            "event_rate": float(config.relay_event_rate),  # EVENTs/s per connection, bursts of twice that
-            "event_burst": 2.0 * config.relay_event_rate,
-        },
+        "relay_limits": config.relay_limits(),
     }
     settings.update(extra_settings or {})
     return tornado.web.Application(routes.ROUTES, **settings)
@@ -170,6 +164,7 @@ def build_node(config: Settings, db: Database, hub: EventHub) -> NodeManager:
         policy_store=SqlitePolicyStore(db),
         budget_ledger=SqliteBudgetLedger(db, keep=config.sign_budget_window),
         demo_enabled=config.demo_enabled,
+        peer_policies=config.peer_policies,
     )
 
 
@@ -296,7 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "recover":
         return cmd_recover(args.group, args.shares)
     try:
-        config = Settings.from_env()
+        environ = load_environment()
+        config = Settings.from_env(environ)
+        if command == "serve":
+            config = with_credentials_key(config)
     except ConfigError as exc:
         print(f"igloo-server: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -305,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if command == "adduser":
         return cmd_adduser(config, args.name, args.password_stdin)
+    unused = igloo_server.unused_variables(environ)
+    if unused:
+        log.info("Igloo Server settings with no effect here (see docs/MIGRATING.md): %s", ", ".join(unused))
     try:
         return asyncio.run(serve(config))
     except OSError as exc:

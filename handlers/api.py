@@ -381,7 +381,7 @@ class EnvApi(NodeApi):
                 "RELAYS": manager.relays(),
                 "hasCredentials": manager.has_credentials(),
                 "credentialsSource": manager.source,
-                "FROSTR_SIGN_TIMEOUT": manager.options.sign_timeout,
+                "FROSTR_SIGN_TIMEOUT": round(manager.options.sign_timeout * 1000),  # milliseconds
             }
         )
 

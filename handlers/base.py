@@ -183,14 +183,14 @@ class AuthMixin(tornado.web.RequestHandler):
         return any(name in self.request.headers for name in CREDENTIAL_HEADERS)
 
     def set_session_cookie(self, session_id: str) -> None:
-        """Send the signed, HttpOnly, SameSite=Strict session cookie (Secure over https)."""
+        """Send the signed, HttpOnly, SameSite=Strict session cookie (Secure over https or in production)."""
         self.set_signed_cookie(
             SESSION_COOKIE,
             session_id,
             expires_days=None,
             httponly=True,
             samesite="Strict",
-            secure=self.request.protocol == "https",
+            secure=self.request.protocol == "https" or self.config.production,
             path="/",
         )
 

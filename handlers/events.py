@@ -59,8 +59,9 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
     def initialize(self) -> None:
         """Per-request state."""
         self.hub = None
-        rate = self.config.ws_client_rate
-        self._commands = TokenBucket(rate, 2 * rate, clock=self.event_hub.clock)  # frames/s, bursts of 2x
+        # frames/s, bursts of WS_MSG_BURST (twice the rate unless set)
+        self._commands = TokenBucket(self.config.ws_client_rate, self.config.ws_client_burst,
+                                     clock=self.event_hub.clock)
 
     @property
     def event_hub(self) -> EventHub:
