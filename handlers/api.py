@@ -11,7 +11,7 @@ from typing import Any
 
 import tornado.web
 
-from handlers.base import ApiHandler, BaseHandler
+from handlers.base import ApiHandler, BaseHandler, node_error_status
 from node import (
     NodeError,
     NodeManager,
@@ -67,7 +67,7 @@ class NodeApi(ApiHandler):
 
     def node_error(self, exc: NodeError) -> None:
         """Map a node failure to its status code."""
-        self.fail(exc.status, str(exc) or type(exc).__name__)
+        self.fail(node_error_status(exc), str(exc) or type(exc).__name__)
 
 
 def _peer_param(raw: str) -> str:

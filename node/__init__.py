@@ -1,6 +1,7 @@
 """The signing node: the only surface ``server.py`` and ``handlers/`` import."""
 
 from node import keytools
+from node.errors import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
 from node.events import NodeEvent, safe_data
 from node.manager import NodeManager, validate_credentials, validate_relays
 from node.nostr import nip04, nip44
@@ -22,15 +23,7 @@ from node.nostr.messages import (
 )
 from node.peers import normalize_pubkey
 from node.ratelimit import TokenBucket
-from node.service import (
-    NodeError,
-    NodeOptions,
-    NodeService,
-    NodeTimeout,
-    NodeUnavailable,
-    PeerResponseError,
-    RelayUnavailable,
-)
+from node.service import NodeOptions, NodeService
 from node.sign_queue import queue_for
 
 __all__ = [

@@ -19,41 +19,12 @@ from node.crypto import curve
 from node.crypto.credentials import GroupPackage, SharePackage
 from node.crypto.ecdh import EcdhPackage, combine_ecdh_pkgs, create_ecdh_pkg
 from node.crypto.session import PsigPackage, combine_session, create_session, sign_session
+from node.errors import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
 from node.events import Emit, error_json, safe_data
 from node.nostr.event import Event
 from node.peers import PeerTable
 from node.policy import ApprovalQueue, BudgetLedger, PeerPolicy, PolicyBook, PolicyStore, SignBudget
 from node.protocol import Inbound, Rejection, SignatureEntry
-
-
-class NodeError(Exception):
-    """A request failed; subclasses map to HTTP status codes in the API."""
-
-    status = 500
-
-
-class NodeUnavailable(NodeError):
-    """The node cannot serve the request (not running, not enough peers)."""
-
-    status = 503
-
-
-class NodeTimeout(NodeError):
-    """Peers did not answer within the request's deadline."""
-
-    status = 504
-
-
-class PeerResponseError(NodeError):
-    """Peers answered, but wrongly."""
-
-    status = 502
-
-
-class RelayUnavailable(NodeError):
-    """No relay accepted the request (every relay down or refusing): a bad gateway, not a missing node."""
-
-    status = 502
 
 
 class Pool(Protocol):

@@ -16,8 +16,8 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from node.errors import NodeTimeout, NodeUnavailable
 from node.protocol import MAX_HASHES, SignatureEntry
-from node.service import NodeTimeout, NodeUnavailable
 
 SignFn = Callable[[list[list[str]]], Awaitable[list[SignatureEntry]]]
 

@@ -331,3 +331,14 @@ def recorded(world: World) -> list[tuple[str, str, Any]]:
     """Every event the hub published: (type, message, data)."""
     events = [json.loads(e.payload) for e in world.hub.ring.since(0).events]
     return [(e["type"], e["message"], e["data"]) for e in events]
+
+
+def test_node_failures_get_their_status_codes_in_the_web_layer_only() -> None:
+    from handlers.base import NODE_ERROR_STATUS, node_error_status
+    from node import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
+
+    expected = {NodeUnavailable: 503, NodeTimeout: 504, PeerResponseError: 502, RelayUnavailable: 502}
+    assert {kind: node_error_status(kind("x")) for kind in expected} == expected
+    assert node_error_status(NodeError("x")) == 500
+    assert {kind for kind, _ in NODE_ERROR_STATUS} == set(NodeError.__subclasses__())  # none left out
+    assert not any(hasattr(kind, "status") for kind in [NodeError, *NodeError.__subclasses__()])
