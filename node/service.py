@@ -18,13 +18,13 @@ from node import ciphers, protocol, validate
 from node.crypto import curve
 from node.crypto.credentials import GroupPackage, SharePackage
 from node.crypto.ecdh import EcdhPackage, combine_ecdh_pkgs, create_ecdh_pkg
-from node.crypto.session import PsigPackage, combine_session, create_session, sign_session
+from node.crypto.session import PsigPackage, SignatureEntry, combine_session, create_session, sign_session
 from node.errors import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
 from node.events import Emit, error_json, safe_data
 from node.nostr.event import Event, template_event_id
 from node.peers import PeerTable
 from node.policy import ApprovalQueue, BudgetLedger, PeerPolicy, PolicyBook, PolicyStore, SignBudget
-from node.protocol import Inbound, Rejection, SignatureEntry
+from node.protocol import Inbound, Rejection
 from node.sign_queue import SignQueue
 
 
@@ -565,7 +565,7 @@ class NodeService:
         self, message: str | list[list[str]], timeout: float | None = None
     ) -> list[SignatureEntry]:
         """Threshold-sign one sighash or a batch of vectors; ``SignatureEntry`` per vector."""
-        vectors = protocol.sighash_vectors(message)
+        vectors = validate.sighash_vectors(message)
 
         def attempt(chosen: list[str], members: list[int]) -> _Attempt[PsigPackage, list[SignatureEntry]]:
             session = create_session(self.group, members, vectors, stamp=int(self._clock()))

@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+from node.crypto.session import SignatureEntry
 from node.errors import NodeTimeout, NodeUnavailable, PeerResponseError
-from node.protocol import MAX_HASHES, SignatureEntry
+from node.validate import MAX_SIGHASH_VECTORS
 
 SignFn = Callable[[list[list[str]]], Awaitable[list[SignatureEntry]]]
 
@@ -25,7 +26,7 @@ SignFn = Callable[[list[list[str]]], Awaitable[list[SignatureEntry]]]
 class SignQueue:
     """At most ``max_inflight`` signing sessions at a time; everything else waits for the next batch."""
 
-    def __init__(self, sign: SignFn, *, max_batch: int = MAX_HASHES, max_inflight: int = 1) -> None:
+    def __init__(self, sign: SignFn, *, max_batch: int = MAX_SIGHASH_VECTORS, max_inflight: int = 1) -> None:
         self._sign = sign
         self.max_batch = max_batch
         self.max_inflight = max_inflight

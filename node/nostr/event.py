@@ -13,12 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.crypto import curve
-
-_HEX = frozenset("0123456789abcdef")
-
-
-def _is_hex(value: object, length: int) -> bool:
-    return isinstance(value, str) and len(value) == length and set(value) <= _HEX
+from node.validate import is_hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +33,9 @@ class Event:
         """Check the shape of a decoded JSON event; ``ValueError`` names the bad field."""
         if not isinstance(obj, dict):
             raise ValueError("event must be an object")
-        for name, length in (("id", 64), ("pubkey", 64), ("sig", 128)):
-            if not _is_hex(obj.get(name), length):
-                raise ValueError(f"event.{name} must be {length} lowercase hex characters")
+        for name, nbytes in (("id", 32), ("pubkey", 32), ("sig", 64)):
+            if not is_hex(obj.get(name), nbytes):
+                raise ValueError(f"event.{name} must be {2 * nbytes} lowercase hex characters")
         for name in ("created_at", "kind"):
             value = obj.get(name)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**53:

@@ -299,6 +299,10 @@ async def test_sign_message_and_sign_event_through_the_services_queue() -> None:
             with pytest.raises(ValueError, match=f"^{field}: "):
                 await a.sign_event(bad_template)
         assert a.sign_queue.sessions == 2  # refused input never reached the co-signers
+        published = len(g.net.published)
+        with pytest.raises(ValueError, match=r"^message: expected 1 to 100 sighash vectors"):
+            await a.sign([[f"{i:064x}"] for i in range(1, 102)])  # what our own responders would refuse
+        assert len(g.net.published) == published
     finally:
         await g.stop()
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from node import NodeTimeout, NodeUnavailable, PeerResponseError
-from node.protocol import SignatureEntry
+from node.crypto.session import SignatureEntry
 from node.sign_queue import SignQueue
 
 
