@@ -274,29 +274,18 @@ class RecoverValidateApi(NodeApi):
 
     def post(self) -> None:
         """``{success, validation: {isValid, message}, decoded}``."""
-        from node.crypto.credentials import decode_group, decode_share
-
         body = self.body()
         kind, credential = body.get("type"), body.get("credential")
         if not kind or not isinstance(credential, str):
             self.write_json({"success": False, "error": "Missing type or credential"}, status=400)
             return
+        if kind not in ("group", "share"):
+            error = 'Invalid type. Must be "group" or "share"'
+            self.write_json({"success": False, "error": error}, status=400)
+            return
         decoded: dict[str, Any] | None = None
         try:
-            if kind == "group":
-                group = decode_group(credential.strip())
-                decoded = {"threshold": group.threshold, "totalShares": len(group.commits), "idx": None}
-            elif kind == "share":
-                decoded = {
-                    "threshold": None,
-                    "totalShares": None,
-                    "idx": decode_share(credential.strip()).idx,
-                }
-            else:
-                self.write_json(
-                    {"success": False, "error": 'Invalid type. Must be "group" or "share"'}, status=400
-                )
-                return
+            decoded = keytools.describe_credential(kind, credential)
             validation = {"isValid": True, "message": f"Valid {kind} credential"}
         except ValueError:
             validation = {"isValid": False, "message": f"Invalid {kind} credential"}

@@ -58,3 +58,17 @@ def recover(group: str, shares: list[str]) -> str:
         except ValueError as exc:
             raise ValueError(f"share {n}: {exc}") from None
     return nip19.nsec_encode(dealer.recover_secret(pkg, parsed))
+
+
+def describe_credential(kind: str, credential: str) -> dict[str, int | None]:
+    """What a ``bfgroup``/``bfshare`` string holds: ``{threshold, totalShares, idx}`` (None where n/a).
+
+    ``kind`` is "group" or "share"; ``ValueError`` when the credential does not decode (never echoing it).
+    """
+    if kind == "group":
+        group = credentials.decode_group(credential.strip())
+        return {"threshold": group.threshold, "totalShares": len(group.commits), "idx": None}
+    if kind == "share":
+        share = credentials.decode_share(credential.strip())
+        return {"threshold": None, "totalShares": None, "idx": share.idx}
+    raise ValueError('type: must be "group" or "share"')

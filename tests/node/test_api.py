@@ -271,6 +271,14 @@ async def test_full_api_flow(http_server_client: Any, world: World, tmp_path: Pa
     assert code == 400 and body["success"] is False
     code, body = await call(c, "POST", "/api/recover/validate", {"type": "share", "credential": share_text})
     assert body["validation"]["isValid"] and body["decoded"]["idx"] == 1
+    code, body = await call(c, "POST", "/api/recover/validate",
+                            {"type": "group", "credential": encode_group(world.group)})
+    assert code == 200 and body["decoded"] == {"threshold": 2, "totalShares": 3, "idx": None}
+    code, body = await call(c, "POST", "/api/recover/validate", {"type": "group", "credential": share_text})
+    assert code == 200 and body["validation"]["isValid"] is False and body["decoded"] is None
+    assert share_text not in json.dumps(body)
+    code, body = await call(c, "POST", "/api/recover/validate", {"type": "nsec", "credential": "x"})
+    assert code == 400 and body["success"] is False
 
     # peers gone: 504 within the timeout
     for p in world.peers:
