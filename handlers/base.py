@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from config.settings import Settings
 from handlers.event_hub import EventHub
+from node import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
 from store.db import Database
 from store.sessions import SessionStore
 from store.users import UserStore
@@ -27,10 +28,28 @@ log = logging.getLogger("igloo.http")
 SESSION_COOKIE = "igloo_session"
 CREDENTIAL_HEADERS = ("X-API-Key", "Authorization", "X-Session-ID")
 
+# Igloo's version, looked up once here: pages, /api/status and the start-up log use it, and so should any
+# other place that shows it.
 try:
     VERSION = metadata.version("igloo")
 except metadata.PackageNotFoundError:  # running from a checkout that was never installed
     VERSION = "0.1.0"
+
+# Node failures by kind: the one place that decides their HTTP status (the node knows nothing of HTTP).
+NODE_ERROR_STATUS: tuple[tuple[type[NodeError], int], ...] = (
+    (NodeUnavailable, 503),  # not running, not enough peers
+    (NodeTimeout, 504),  # peers did not answer in time
+    (PeerResponseError, 502),  # peers answered wrongly
+    (RelayUnavailable, 502),  # no relay accepted the request
+)
+
+
+def node_error_status(exc: NodeError) -> int:
+    """The HTTP status code for a node failure (500 for a kind not listed)."""
+    for kind, status in NODE_ERROR_STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
 
 
 @dataclass(frozen=True)

@@ -61,29 +61,6 @@ def validate_credentials(group_cred: object, share_cred: object) -> tuple[GroupP
     return group, share
 
 
-def validate_relays(relays: object) -> list[str]:
-    """A list of ws:// or wss:// URLs (a JSON list or a comma-separated string)."""
-    if relays is None:
-        return []
-    items = relays.split(",") if isinstance(relays, str) else relays
-    if not isinstance(items, list):
-        raise ValueError("RELAYS: expected a list of relay URLs")
-    out: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ValueError("RELAYS: every relay must be a string")
-        url = item.strip()
-        if not url:
-            continue
-        if not url.startswith(("ws://", "wss://")) or len(url) > 512:
-            raise ValueError("RELAYS: relay URLs must start with ws:// or wss://")
-        if url not in out:
-            out.append(url)
-    if len(out) > 32:
-        raise ValueError("RELAYS: at most 32 relays")
-    return out
-
-
 def default_pool_factory() -> PoolFactory:
     """The real relay pool (imported late so tests can run without it)."""
     from node.transport.pool import RelayPool
