@@ -80,6 +80,17 @@ class Settings:
     relay_max_age: int = 3600
     relay_max_connections: int = 1000
     relay_event_rate: int = 100
+    # NIP-46 bunker
+    nip46_enabled: bool = True
+    nip46_relays: tuple[str, ...] = ()
+    nip46_secret_ttl: int = 600
+    nip46_request_ttl: int = 120
+    nip46_retention_days: int = 30
+    nip46_max_pending: int = 50
+    nip46_client_rate: int = 50
+    nip46_stranger_rate: int = 5
+    nip46_clock_skew: int = 300
+    nip46_auth_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -129,6 +140,16 @@ class Settings:
             "relay_max_age": env.get("RELAY_MAX_AGE", 3600, _int_range(1, 365 * 86400)),
             "relay_max_connections": env.get("RELAY_MAX_CONNECTIONS", 1000, _int_range(1, 1_000_000)),
             "relay_event_rate": env.get("RELAY_EVENT_RATE", 100, _int_range(1, 1_000_000)),
+            "nip46_enabled": env.get("NIP46_ENABLED", True, _bool),
+            "nip46_relays": env.get("NIP46_RELAYS", _NO_STRINGS, _relays),
+            "nip46_secret_ttl": env.get("NIP46_SECRET_TTL", 600, _int_range(30, 7 * 86400)),
+            "nip46_request_ttl": env.get("NIP46_REQUEST_TTL", 120, _int_range(5, 3600)),
+            "nip46_retention_days": env.get("NIP46_RETENTION_DAYS", 30, _int_range(1, 3650)),
+            "nip46_max_pending": env.get("NIP46_MAX_PENDING", 50, _int_range(1, 1000)),
+            "nip46_client_rate": env.get("NIP46_CLIENT_RATE", 50, _int_range(1, 10_000)),
+            "nip46_stranger_rate": env.get("NIP46_STRANGER_RATE", 5, _int_range(1, 1000)),
+            "nip46_clock_skew": env.get("NIP46_CLOCK_SKEW", 300, _int_range(10, 3600)),
+            "nip46_auth_url": env.get("NIP46_AUTH_URL", None, _base_url),
         }
         if (values["basic_auth_user"] is None) != (values["basic_auth_pass"] is None):
             raise ConfigError("BASIC_AUTH_PASS: BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
@@ -271,6 +292,13 @@ def _origins(value: str) -> tuple[str, ...]:
             raise ValueError(f"expected comma-separated origins like https://example.com, got {item!r}")
         origins.append(f"{parsed.scheme}://{parsed.netloc.lower()}")
     return tuple(origins)
+
+
+def _base_url(value: str) -> str:
+    parsed = urlsplit(value)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc or parsed.query or parsed.fragment:
+        raise ValueError("expected this server's public base URL, like https://igloo.example.com")
+    return value.rstrip("/")
 
 
 def _relays(value: str) -> tuple[str, ...]:
