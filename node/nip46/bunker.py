@@ -175,6 +175,7 @@ class Bunker:
         for record in list(self._pending.values()):
             if record.status == PENDING:
                 self._finish(record, EXPIRED, "the signer is shutting down")
+        await self.settle(self.options.publish_timeout)  # let those answers (and others in flight) go out
         for task in list(self._tasks):
             task.cancel()
         await self._listener.close()
