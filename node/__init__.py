@@ -1,6 +1,6 @@
 """The signing node: the only surface ``server.py`` and ``handlers/`` import."""
 
-from node import keytools
+from node import keytools, nip46
 from node.events import NodeEvent, safe_data
 from node.manager import NodeManager, validate_credentials, validate_relays
 from node.nostr import nip04, nip44
@@ -58,6 +58,7 @@ __all__ = [
     "keytools",
     "nip04",
     "nip44",
+    "nip46",
     "normalize_pubkey",
     "parse_client_message",
     "queue_for",

@@ -60,6 +60,7 @@ from node.nostr import nip44
 from node.nostr.event import Event
 from node.ratelimit import TokenBucket
 from node.service import NodeError, PoolFactory
+from node.validate import MAX_RELAYS, relay_urls
 
 log = logging.getLogger("igloo.nip46")
 
@@ -108,7 +109,7 @@ class Bunker:
         storage: Nip46Storage,
         *,
         emit: Emit,
-        pool_factory: PoolFactory,
+        pool_factory: PoolFactory | None = None,
         options: BunkerOptions | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -117,6 +118,10 @@ class Bunker:
         self.options = options or BunkerOptions()
         self._emit_raw = emit
         self._clock = clock
+        if pool_factory is None:
+            from node.transport.pool import RelayPool
+
+            pool_factory = RelayPool
         self._listener = Listener(pool_factory, on_event=self._on_event, clock=clock,
                                   since_skew=self.options.clock_skew)
         self._sk: bytes | None = None
@@ -803,9 +808,15 @@ class Bunker:
         assert self.pubkey is not None
         return self.pubkey
 
-    def set_relays(self, relays: list[str] | None) -> list[str]:
-        """Store the bunker relays (None or [] = back to the default) and listen on them now."""
-        self.storage.save_relays(relays or None)
+    def set_relays(self, relays: object, *, merge: bool = False) -> list[str]:
+        """Store the bunker relays (None or [] = back to the default) and listen on them now.
+
+        ``relays`` is checked here (``ValueError`` naming ``relays``); ``merge`` adds to the current list.
+        """
+        urls = relay_urls(relays, "relays", MAX_RELAYS)
+        if merge:
+            urls = relay_urls([*self.bunker_relays(), *urls], "relays", MAX_RELAYS)
+        self.storage.save_relays(urls or None)
         self.sync()
         return self.bunker_relays()
 
