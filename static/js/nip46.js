@@ -129,7 +129,7 @@
     if (sessionCount) sessionCount.textContent = String(sessions.length);
     if (!sessions.length) sessionsEl.appendChild(el('li', 'small muted', 'No app is connected yet.'));
     sessions.forEach(function (s) {
-      var li = el('li', 'peer');
+      var li = el('li', 'peer nip46-session');
       li.setAttribute('data-session', s.pubkey);
       var name = (s.profile && s.profile.name) || 'App ' + short(s.pubkey);
       li.appendChild(el('span', 'req-what', name));
