@@ -54,10 +54,19 @@ def open_content(transport_sk: bytes, sender: str, content: str, conv_key: bytes
     return nip44.decrypt(key, content)
 
 
+def _unicode(text: str) -> bool:
+    """False for text with a lone surrogate (JSON can escape one; it cannot be sent back as UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _readable_id(obj: object) -> str | None:
     if isinstance(obj, dict):
         value = obj.get("id")
-        if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH:
+        if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and _unicode(value):
             return value
     return None
 
@@ -83,6 +92,8 @@ def parse_request(plaintext: str) -> Request:
     strings = isinstance(params, list) and all(isinstance(p, str) for p in params)
     if not strings or len(params) > MAX_PARAMS:
         raise BadRequest(f"params must be a list of at most {MAX_PARAMS} strings", request_id)
+    if not _unicode(method) or not all(_unicode(p) for p in params):
+        raise BadRequest("request is not valid Unicode (a lone surrogate)", request_id)
     return Request(request_id, method, list(params))
 
 

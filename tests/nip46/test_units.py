@@ -286,3 +286,15 @@ async def test_nip04_uses_the_raw_shared_x_and_never_proves_a_secret() -> None:
     assert await cipher.decrypt("nip04", peer_pk, nip04.encrypt_gen(shared, "legacy")) == "legacy"
     assert nip04.decrypt(shared, await cipher.encrypt("nip04", peer_pk, "back")) == "back"
     assert not cipher.proven(peer_pk) and derive.rounds == 2
+
+
+def test_lone_surrogates_make_a_request_unanswerable_or_refused() -> None:
+    with pytest.raises(protocol.BadRequest) as caught:
+        protocol.parse_request('{"id": "\\ud800", "method": "connect", "params": []}')
+    assert caught.value.request_id is None  # an id that cannot be sent back as UTF-8 gets no answer
+    for body in ('{"id": "a", "method": "ping\\ud800"}',
+                 '{"id": "a", "method": "sign_event", "params": ["\\udfff"]}'):
+        with pytest.raises(protocol.BadRequest) as caught:
+            protocol.parse_request(body)
+        assert caught.value.request_id == "a"
+        protocol.response_text("a", error=str(caught.value)).encode("utf-8")
