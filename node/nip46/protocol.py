@@ -102,7 +102,9 @@ def response_text(request_id: str, result: str = "", error: str | None = None) -
     body: dict[str, Any] = {"id": request_id, "result": result}
     if error is not None:
         body["error"] = error
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    # Whatever slipped through must still go out as UTF-8: escaped JSON carries any code point.
+    return text if _unicode(text) else json.dumps(body, separators=(",", ":"))
 
 
 def seal(transport_sk: bytes, client: str, text: str, created_at: int, *, scheme: str = NIP44,
@@ -172,6 +174,8 @@ def parse_event_template(params: list[str], group_pubkey: str | None = None) -> 
     content = obj.get("content", "")
     if not isinstance(content, str):
         raise ValueError("event.content: must be a string")
+    if not _unicode(json.dumps([tags, content], ensure_ascii=False)):
+        raise ValueError("event: not valid Unicode (a lone surrogate in the content or tags)")
     pubkey = obj.get("pubkey")
     if pubkey not in (None, "") and (
         not isinstance(pubkey, str) or group_pubkey is None or pubkey.lower() != group_pubkey

@@ -298,3 +298,11 @@ def test_lone_surrogates_make_a_request_unanswerable_or_refused() -> None:
             protocol.parse_request(body)
         assert caught.value.request_id == "a"
         protocol.response_text("a", error=str(caught.value)).encode("utf-8")
+
+
+def test_an_event_with_a_lone_surrogate_is_refused_not_signed() -> None:
+    with pytest.raises(ValueError, match="Unicode"):
+        protocol.parse_event_template(['{"kind": 1, "created_at": 1, "content": "\\ud800"}'])
+    with pytest.raises(ValueError, match="Unicode"):
+        protocol.parse_event_template(['{"kind": 1, "created_at": 1, "tags": [["t", "\\udfff"]]}'])
+    assert protocol.response_text("a", "\ud800").encode("utf-8")  # escaped rather than failing
