@@ -37,10 +37,14 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "chromium is missing: install Debian's 'chromium' package (browser tests will skip)"; fi; }
 
-# The JS reference (@frostr/bifrost 1.0.7, nostr-tools) for the interoperability tests, from npm.
+# The JS reference (@frostr/bifrost 1.0.7, nostr-tools) for the interoperability tests, from npm; installed again
+# whenever package.json differs from the copy kept next to the installed modules.
+INTEROP_STAMP := $(INTEROP_DIR)/node_modules/.installed-package.json
 interop-deps:
 	@if command -v npm >/dev/null 2>&1; then \
-	  [ -d $(INTEROP_DIR)/node_modules/@frostr/bifrost ] || npm install --prefix $(INTEROP_DIR) --no-audit --no-fund --silent; \
+	  cmp -s $(INTEROP_DIR)/package.json $(INTEROP_STAMP) || { \
+	    npm install --prefix $(INTEROP_DIR) --no-audit --no-fund --silent && \
+	    cp $(INTEROP_DIR)/package.json $(INTEROP_STAMP); }; \
 	else echo "npm is missing: interop tests will skip"; fi
 
 clean:

@@ -31,10 +31,11 @@ from handlers.base import VERSION
 from handlers.event_frames import CLOSE_GOING_AWAY
 from handlers.event_hub import EventHub
 from handlers.events import MAX_CLIENT_FRAME, EventStreamHandler
-from node import Clock, NodeManager, NodeOptions, keytools
+from node import Clock, NodeManager, NodeOptions, keytools, nip46
 from store.credentials import CredentialStore
 from store.db import Database
 from store.events import EventRing
+from store.nip46 import Nip46Store
 from store.policies import SqliteBudgetLedger, SqlitePolicyStore
 from store.sessions import SessionStore
 from store.users import BCRYPT_ROUNDS, UserError, UserStore
@@ -82,6 +83,7 @@ def build_application(
     events: EventHub,
     node: Any | None = None,
     *,
+    bunker: nip46.Bunker | None = None,
     bcrypt_rounds: int = BCRYPT_ROUNDS,
     extra_settings: dict[str, Any] | None = None,
 ) -> tornado.web.Application:
@@ -103,6 +105,7 @@ def build_application(
         "db": db,
         "events": events,
         "node": node,
+        "bunker": bunker,
         "users": UserStore(db, rounds=bcrypt_rounds),
         "sessions": sessions,
         "templates": templates,
@@ -168,11 +171,32 @@ def build_node(config: Settings, db: Database, hub: EventHub) -> NodeManager:
     )
 
 
+def build_bunker(config: Settings, db: Database, hub: EventHub, node: NodeManager) -> nip46.Bunker | None:
+    """The NIP-46 bunker on the node (None when NIP46_ENABLED=false or there is no credentials key)."""
+    if not config.nip46_enabled or config.credentials_key is None:
+        return None
+    options = nip46.BunkerOptions(
+        relays=config.nip46_relays,
+        secret_ttl=float(config.nip46_secret_ttl),
+        request_ttl=float(config.nip46_request_ttl),
+        retention_days=config.nip46_retention_days,
+        max_pending=config.nip46_max_pending,
+        client_rate=float(config.nip46_client_rate),
+        client_burst=10.0 * config.nip46_client_rate,
+        stranger_rate=float(config.nip46_stranger_rate),
+        clock_skew=config.nip46_clock_skew,
+        auth_url=config.nip46_auth_url,
+    )
+    return nip46.Bunker(nip46.NodeSigner(node), Nip46Store(db, config.credentials_key), emit=hub.publish,
+                        options=options)
+
+
 async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT, then shut down gracefully; return the exit code."""
     db, hub = open_state(config)
     node = build_node(config, db, hub)
-    app = build_application(config, db, hub, node)
+    bunker = build_bunker(config, db, hub, node)
+    app = build_application(config, db, hub, node, bunker=bunker)
     server = tornado.httpserver.HTTPServer(app, xheaders=config.trust_proxy)
     server.listen(config.host_port, config.host_name)
     hub.start()
@@ -188,6 +212,9 @@ async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
              config.host_port, config.data_dir)
     hub.publish("system", "Igloo server started", {"version": VERSION, "expiredSessionsRemoved": purged})
     await node.boot()
+    if bunker is not None:
+        # Listens whenever the node runs (from now on), following credential and relay changes by itself.
+        await bunker.start()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -199,6 +226,8 @@ async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
 
     log.info("shutting down")
     server.stop()
+    if bunker is not None:
+        await bunker.stop()
     await node.stop()
     closed = hub.close_all(CLOSE_GOING_AWAY, "server shutting down")
     relay.relay_hub(app.settings).close_all()

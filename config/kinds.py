@@ -339,6 +339,19 @@ class RelayList(Kind):
         return json.dumps(list(value)) if value else ""
 
 
+class BaseUrl(Kind):
+    """This server's public http(s) base URL, without query or fragment (a trailing / is dropped)."""
+
+    def parse(self, text: str) -> str:
+        parts = urlsplit(text)
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("expected this server's public base URL, like https://igloo.example.com")
+        return text.rstrip("/")
+
+    def describe(self) -> str:
+        return "http(s):// base URL"
+
+
 SELF_ORIGIN = "@self"
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from config import igloo_server
 from config.kinds import (
     SELF_ORIGIN,
+    BaseUrl,
     BechCredential,
     Boolean,
     Choice,
@@ -77,11 +78,11 @@ def setting(name: str, kind: Kind, default: Any, section: str, description: str,
     return dataclasses.field(default=default, metadata={"row": row})
 
 
-SERVER, AUTH, LIMITS, STREAM, NODE, RELAY = (
+SERVER, AUTH, LIMITS, STREAM, NODE, RELAY, NIP46 = (
     "Server", "Authentication", "Rate limits", "Event stream (/api/events)", "Signer (node)",
-    "Embedded relay (ws://HOST:PORT/)",
+    "Embedded relay (ws://HOST:PORT/)", "NIP-46 remote signing (bunker)",
 )
-SECTIONS = (SERVER, AUTH, LIMITS, STREAM, NODE, RELAY)
+SECTIONS = (SERVER, AUTH, LIMITS, STREAM, NODE, RELAY, NIP46)
 
 _NO_STRINGS: tuple[str, ...] = ()
 _NO_POLICIES: tuple[PeerPolicySetting, ...] = ()
@@ -279,6 +280,39 @@ class Settings:
         "EVENT messages per second one relay connection may publish (bursts of twice that); beyond, they "
         "are refused with OK false \"rate-limited\". A node publishes one event per request it sends or "
         "answers.")
+
+    # --- NIP-46 remote signing
+    nip46_enabled: bool = setting(
+        "NIP46_ENABLED", Boolean(), True, NIP46,
+        "Answer NIP-46 apps (Nostr clients that sign through Igloo).")
+    nip46_relays: tuple[str, ...] = setting(
+        "NIP46_RELAYS", RelayList(), _NO_STRINGS, NIP46,
+        "Relays the bunker listens on and puts in its links. Empty: the signer's relays. An edit on the "
+        "NIP-46 page (or PUT /api/nip46/relays) is stored and wins over this.")
+    nip46_secret_ttl: int = setting(
+        "NIP46_SECRET_TTL", Integer(30, 7 * DAY, "seconds"), 600, NIP46,
+        "Seconds a bunker:// link's single-use secret stays valid.")
+    nip46_request_ttl: int = setting(
+        "NIP46_REQUEST_TTL", Integer(5, 3600, "seconds"), 120, NIP46,
+        "Seconds a request waits for approval before the app gets an error.")
+    nip46_retention_days: int = setting(
+        "NIP46_RETENTION_DAYS", Integer(1, 3650, "days"), 30, NIP46, "Days finished requests are kept.")
+    nip46_max_pending: int = setting(
+        "NIP46_MAX_PENDING", Integer(1, 1000), 50, NIP46, "Requests one app may have waiting for approval.")
+    nip46_client_rate: int = setting(
+        "NIP46_CLIENT_RATE", Integer(1, 10_000, "requests/s"), 50, NIP46,
+        "Requests per second one paired app may send (bursts of ten times that).")
+    nip46_stranger_rate: int = setting(
+        "NIP46_STRANGER_RATE", Integer(1, 1000, "events/s"), 5, NIP46,
+        "Events per second answered (with an error) from all unpaired keys together.")
+    nip46_clock_skew: int = setting(
+        "NIP46_CLOCK_SKEW", Integer(10, 3600, "seconds"), 300, NIP46,
+        "Clock difference tolerated on requests; also how far back the listener's subscription reaches.")
+    nip46_auth_url: str | None = setting(
+        "NIP46_AUTH_URL", BaseUrl(), None, NIP46,
+        "This server's public base URL. Set: requests that need approval are answered with an auth_url to "
+        "the approval page (NIP-46 auth challenge), which clients show to the user.",
+        example="https://igloo.example.com")
 
     def __post_init__(self) -> None:
         burst = self.ws_client_burst or 2 * self.ws_client_rate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import api, auth, events, pages, relay, status
+from handlers import api, auth, events, nip46, pages, relay, status
 
 ROUTES: list[tuple[Any, ...]] = [
     *status.ROUTES,
@@ -12,5 +12,6 @@ ROUTES: list[tuple[Any, ...]] = [
     *events.ROUTES,
     *pages.ROUTES,
     *api.ROUTES,
+    *nip46.ROUTES,
     *relay.ROUTES,
 ]

@@ -1,6 +1,6 @@
 """The signing node: the only surface ``server.py`` and ``handlers/`` import."""
 
-from node import keytools, validate
+from node import keytools, nip46, validate
 from node.errors import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
 from node.events import NodeEvent, safe_data
 from node.manager import NodeManager, validate_credentials
@@ -52,6 +52,7 @@ __all__ = [
     "keytools",
     "nip04",
     "nip44",
+    "nip46",
     "parse_client_message",
     "safe_data",
     "sub_id_prefix",

@@ -25,6 +25,20 @@ class CredentialsError(Exception):
     """Stored credentials cannot be decrypted (wrong key or tampered row)."""
 
 
+def seal_secret(key: bytes, plaintext: bytes, aad: bytes) -> tuple[bytes, bytes]:
+    """AES-256-GCM under the credentials key with a fresh 96-bit nonce: ``(nonce, ciphertext)``."""
+    nonce = secrets.token_bytes(12)
+    return nonce, AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def open_secret(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+    """Decrypt what ``seal_secret`` made; ``CredentialsError`` on a wrong key or a tampered row."""
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, aad)
+    except InvalidTag as exc:
+        raise CredentialsError("stored secret cannot be decrypted with the configured key") from exc
+
+
 @dataclass(frozen=True)
 class StoredCredentials:
     """Decrypted credentials; ``repr`` never shows them."""
@@ -43,7 +57,7 @@ class CredentialStore:
             raise ValueError("credentials key must be 32 bytes")
         self._db = db
         self._clock = clock  # wall-clock seconds for ``updated_at``
-        self._aead = AESGCM(key)
+        self._key = key
 
     def exists(self) -> bool:
         """True when a credential set is stored (no decryption needed)."""
@@ -56,9 +70,8 @@ class CredentialStore:
 
     def save(self, group_cred: str, share_cred: str, relays: tuple[str, ...] | list[str]) -> None:
         """Encrypt and store (replacing any previous set)."""
-        nonce = secrets.token_bytes(12)
         plaintext = json.dumps({"group": group_cred, "share": share_cred}).encode()
-        ciphertext = self._aead.encrypt(nonce, plaintext, _AAD)
+        nonce, ciphertext = seal_secret(self._key, plaintext, _AAD)
         self._db.execute(
             "INSERT OR REPLACE INTO node_credentials (id, nonce, ciphertext, relays, updated_at)"
             " VALUES (1, ?, ?, ?, ?)",
@@ -73,8 +86,8 @@ class CredentialStore:
         if row is None:
             return None
         try:
-            plaintext = self._aead.decrypt(bytes(row["nonce"]), bytes(row["ciphertext"]), _AAD)
-        except InvalidTag as exc:
+            plaintext = open_secret(self._key, bytes(row["nonce"]), bytes(row["ciphertext"]), _AAD)
+        except CredentialsError as exc:
             raise CredentialsError("stored credentials cannot be decrypted with the configured key") from exc
         obj = json.loads(plaintext)
         relays = tuple(json.loads(row["relays"]))

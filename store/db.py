@@ -59,6 +59,59 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # NIP-46 bunker (store/nip46.py): transport key (encrypted), relays, pairing secrets (hashed), sessions,
+    # requests (never their params).
+    """
+    CREATE TABLE nip46_transport (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        pubkey TEXT NOT NULL,
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE nip46_settings (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        relays TEXT
+    );
+    CREATE TABLE nip46_secrets (
+        hash TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL,
+        used_by TEXT
+    );
+    CREATE TABLE nip46_sessions (
+        client_pubkey TEXT PRIMARY KEY,
+        origin TEXT NOT NULL,
+        user_pubkey TEXT NOT NULL,
+        status TEXT NOT NULL,
+        relays TEXT NOT NULL,
+        permissions TEXT NOT NULL,
+        requested TEXT NOT NULL,
+        profile TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        last_active_at REAL
+    );
+    CREATE TABLE nip46_requests (
+        id TEXT PRIMARY KEY,
+        client_pubkey TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        method TEXT NOT NULL,
+        status TEXT NOT NULL,
+        preview TEXT NOT NULL,
+        relay TEXT NOT NULL,
+        error TEXT,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        decided_at REAL,
+        completed_at REAL,
+        UNIQUE (client_pubkey, request_id)
+    );
+    CREATE INDEX nip46_requests_status ON nip46_requests(status, created_at);
+    CREATE INDEX nip46_requests_created ON nip46_requests(created_at);
+    """,
 ]
 
 

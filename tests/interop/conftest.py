@@ -25,6 +25,9 @@ from tests.igloo_process import free_port
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 BIFROST_DIR = JS_DIR / "node_modules" / "@frostr" / "bifrost"
+# Every package of package.json whose absence means "install again" (nostr-tools 2.25 is the NIP-46 client).
+REQUIRED_DIRS = [BIFROST_DIR, JS_DIR / "node_modules" / "nostr-tools",
+                 JS_DIR / "node_modules" / "nostr-tools-2.25"]
 RUN_TIMEOUT = 60.0  # seconds for one batch script; the batches here take well under 5 s
 NPM_TIMEOUT = 300.0
 
@@ -43,7 +46,7 @@ def node_binary() -> str | None:
 
 def ensure_js_packages() -> None:
     """Install the pinned JS reference into js/node_modules if it is absent (needs npm and the registry)."""
-    if BIFROST_DIR.is_dir():
+    if all(path.is_dir() for path in REQUIRED_DIRS):
         return
     npm = shutil.which("npm")
     if npm is None:
@@ -54,8 +57,9 @@ def ensure_js_packages() -> None:
         timeout=NPM_TIMEOUT,
         capture_output=True,
     )
-    if not BIFROST_DIR.is_dir():
-        raise RuntimeError("npm install finished but @frostr/bifrost is still absent")
+    missing = [path.name for path in REQUIRED_DIRS if not path.is_dir()]
+    if missing:
+        raise RuntimeError(f"npm install finished but {', '.join(missing)} is still absent")
 
 
 @pytest.fixture(scope="session")

@@ -184,6 +184,10 @@ async def test_configure_names_credentials_from_the_environment(igloo: Igloo, lo
     assert loaded >= MANAGER_TEMPLATES
 
 
+# The NIP-46 pages need a running bunker; tests/nip46/test_api.py renders them (same StrictUndefined env).
+NIP46_TEMPLATES = {"nip46.html", "nip46_connect.html"}
+
+
 def test_the_state_tests_render_every_template() -> None:
     on_disk = {path.name for path in Path(TEMPLATES_DIR).glob("*.html")}
-    assert NO_NODE_TEMPLATES | MANAGER_TEMPLATES == on_disk
+    assert NO_NODE_TEMPLATES | MANAGER_TEMPLATES | NIP46_TEMPLATES == on_disk
