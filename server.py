@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,12 @@ import tornado.httpserver
 import tornado.web
 
 from config.settings import ConfigError, Settings, read_or_create_secret_file
-from handlers import pages, relay, routes
+from handlers import pages, routes
 from handlers.auth import LoginLimiter, setup_token_path
 from handlers.base import VERSION
 from handlers.events import CLOSE_GOING_AWAY, MAX_CLIENT_FRAME, EventHub
 from node import NodeManager, NodeOptions, keytools
+from relay import RelayLimits, RelayState, WritePolicy
 from store.credentials import CredentialStore
 from store.db import Database
 from store.events import EventRing
@@ -111,16 +112,58 @@ def build_application(
         "websocket_max_message_size": MAX_CLIENT_FRAME,
         "compress_response": False,
         "default_handler_class": pages.NotFoundPage,
-        "relay_limits": {
-            "max_events": config.relay_max_events,
-            "max_age": float(config.relay_max_age),
-            "max_connections": config.relay_max_connections,
-            "event_rate": float(config.relay_event_rate),  # EVENTs/s per connection, bursts of twice that
-            "event_burst": 2.0 * config.relay_event_rate,
-        },
+        "relay": build_relay(config, node),
     }
     settings.update(extra_settings or {})
     return tornado.web.Application(routes.ROUTES, **settings)
+
+
+class GroupMembers:
+    """The running group's member pubkeys (this node's share key and its peers), for the relay's policy.
+
+    ``node`` is a NodeManager (its ``service`` changes with credentials and the demo), a NodeService, or
+    None. Called once per relay EVENT, so the set is rebuilt only when the service changes.
+    """
+
+    def __init__(self, node: Any | None) -> None:
+        self._node = node
+        self._service: Any = None
+        self._members: frozenset[str] = frozenset()
+
+    def __call__(self) -> Collection[str]:
+        node = self._node
+        service = getattr(node, "service", node) if node is not None else None
+        if service is not self._service:
+            self._service = service
+            pubkey, peers = getattr(service, "pubkey", None), getattr(service, "peers", ())
+            self._members = frozenset([pubkey, *peers]) if pubkey else frozenset()
+        return self._members
+
+
+def build_relay(config: Settings, node: Any | None = None) -> RelayState:
+    """The embedded relay's state from the RELAY_* settings; ``signer`` writes follow the node's group.
+
+    NIP-46 traffic is let through by setting ``relay.policy.nip46_keys`` to a callable returning this
+    signer's transport pubkeys (see ``relay/policy.py``).
+    """
+    limits = RelayLimits(
+        max_events=config.relay_max_events,
+        max_bytes=config.relay_max_bytes,
+        max_age=float(config.relay_max_age),
+        address_quota=config.relay_address_quota,
+        author_quota=config.relay_author_quota,
+        max_event_bytes=config.relay_max_event_bytes,
+        max_event_tags=config.relay_max_tags,
+        max_tag_strings=config.relay_max_tag_strings,
+        max_filter_values=config.relay_max_filter_values,
+        max_query_work=config.relay_max_query_work,
+        max_connections=config.relay_max_connections,
+        max_connections_per_address=config.relay_max_per_ip,
+        local_reserved=config.relay_local_reserved,
+        event_rate=float(config.relay_event_rate),  # per local connection or outside address
+        event_burst=2.0 * config.relay_event_rate,
+    )
+    return RelayState(limits, WritePolicy(config.relay_write, members=GroupMembers(node)))
 
 
 def startup_warnings(config: Settings) -> list[str]:
@@ -198,7 +241,7 @@ async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
     server.stop()
     await node.stop()
     closed = hub.close_all(CLOSE_GOING_AWAY, "server shutting down")
-    relay.relay_hub(app.settings).close_all()
+    app.settings["relay"].close_all()
     deadline = loop.time() + SHUTDOWN_GRACE
     while hub.sockets_pending_close() and loop.time() < deadline:
         await asyncio.sleep(0.02)

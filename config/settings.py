@@ -80,6 +80,17 @@ class Settings:
     relay_max_age: int = 3600
     relay_max_connections: int = 1000
     relay_event_rate: int = 100
+    relay_write: str = "signer"
+    relay_max_per_ip: int = 10
+    relay_local_reserved: int = 20
+    relay_max_bytes: int = 64 * 1024 * 1024
+    relay_address_quota: int = 8 * 1024 * 1024
+    relay_author_quota: int = 8 * 1024 * 1024
+    relay_max_event_bytes: int = 100 * 1024
+    relay_max_tags: int = 2000
+    relay_max_tag_strings: int = 64
+    relay_max_filter_values: int = 2000
+    relay_max_query_work: int = 50_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -129,7 +140,23 @@ class Settings:
             "relay_max_age": env.get("RELAY_MAX_AGE", 3600, _int_range(1, 365 * 86400)),
             "relay_max_connections": env.get("RELAY_MAX_CONNECTIONS", 1000, _int_range(1, 1_000_000)),
             "relay_event_rate": env.get("RELAY_EVENT_RATE", 100, _int_range(1, 1_000_000)),
+            "relay_write": env.get("RELAY_WRITE", "signer", _choice("signer", "all")),
+            "relay_max_per_ip": env.get("RELAY_MAX_PER_IP", 10, _int_range(1, 1_000_000)),
+            "relay_local_reserved": env.get("RELAY_LOCAL_RESERVED", 20, _int_range(0, 1_000_000)),
+            "relay_max_bytes": env.get("RELAY_MAX_BYTES", 64 * 1024 * 1024, _int_range(1 << 20, 1 << 40)),
+            "relay_address_quota": env.get("RELAY_ADDRESS_QUOTA", 8 * 1024 * 1024,
+                                           _int_range(1 << 16, 1 << 40)),
+            "relay_author_quota": env.get("RELAY_AUTHOR_QUOTA", 8 * 1024 * 1024,
+                                          _int_range(1 << 16, 1 << 40)),
+            "relay_max_event_bytes": env.get("RELAY_MAX_EVENT_BYTES", 100 * 1024,
+                                             _int_range(1024, 128 * 1024)),
+            "relay_max_tags": env.get("RELAY_MAX_TAGS", 2000, _int_range(1, 100_000)),
+            "relay_max_tag_strings": env.get("RELAY_MAX_TAG_STRINGS", 64, _int_range(2, 100_000)),
+            "relay_max_filter_values": env.get("RELAY_MAX_FILTER_VALUES", 2000, _int_range(10, 10_000_000)),
+            "relay_max_query_work": env.get("RELAY_MAX_QUERY_WORK", 50_000, _int_range(1000, 1_000_000_000)),
         }
+        if values["relay_local_reserved"] >= values["relay_max_connections"]:
+            raise ConfigError("RELAY_LOCAL_RESERVED: must be less than RELAY_MAX_CONNECTIONS")
         if (values["basic_auth_user"] is None) != (values["basic_auth_pass"] is None):
             raise ConfigError("BASIC_AUTH_PASS: BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
         values["credentials_key"] = _credentials_key(env, data_dir)
@@ -214,6 +241,16 @@ def _float_range(low: float, high: float) -> Callable[[str], float]:
         if not low <= number <= high:
             raise ValueError(f"expected a number between {low:g} and {high:g}")
         return number
+
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        lowered = value.lower()
+        if lowered not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return lowered
 
     return parse
 

@@ -21,6 +21,7 @@ from node.nostr.messages import (
     sub_id_prefix,
 )
 from node.peers import normalize_pubkey
+from node.ratelimit import TokenBucket
 from node.service import (
     NodeError,
     NodeOptions,
@@ -49,6 +50,7 @@ __all__ = [
     "NodeUnavailable",
     "PeerResponseError",
     "RelayUnavailable",
+    "TokenBucket",
     "build_closed",
     "build_eose",
     "build_notice",

@@ -31,7 +31,7 @@ def connected(status: dict[str, Any]) -> bool:
 
 async def test_relay_killed_mid_sign(tmp_path: Path, keyset: dict[str, Any]) -> None:
     r_dir, a_dir, b_dir = data_dirs(tmp_path, 3)
-    relay = ServerProc(r_dir, env={"IGLOO_DEMO": "false"})
+    relay = ServerProc(r_dir, env={"IGLOO_DEMO": "false", "RELAY_WRITE": "all"})  # a relay for another group
     a = ServerProc(a_dir, env=member_env(keyset, 0, [relay.relay_url]))
     b = ServerProc(b_dir, env=member_env(keyset, 1, [relay.relay_url]))
     revived: ServerProc | None = None

@@ -21,8 +21,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from handlers import relay
-from handlers.relay_hub import RelayLimits
 from node.nostr.event import sign_event
+from relay import RelayLimits, RelayState
 from tests.fuzz.conftest import ErrorTrap, fuzz_settings, run, scales
 from tests.fuzz.strategies import json_values, numbers, text
 from tests.fuzz.wsutil import WS, Frame, Slot, frames, read, read_until_closed, send_frame
@@ -86,7 +86,7 @@ commands = st.one_of(
 @pytest.fixture
 def app() -> tornado.web.Application:
     """The relay routes with a 16 KiB frame limit and no rate limit in the fuzzer's way."""
-    return tornado.web.Application(relay.ROUTES, relay_limits=LIMITS)
+    return tornado.web.Application(relay.ROUTES, relay=RelayState(LIMITS))
 
 
 def check_reply(raw: str | bytes) -> str:

@@ -45,6 +45,11 @@ class RelayClient:
         """Open a connection to ``url``."""
         return cls(await websocket.websocket_connect(url, **kwargs))
 
+    @classmethod
+    async def connect_from(cls, url: str, source: str, **kwargs: Any) -> RelayClient:
+        """Open a connection to ``url`` from the loopback address ``source`` (127.0.0.2, ...)."""
+        return await cls.connect(HTTPRequest(url, network_interface=source, **kwargs))
+
     async def send(self, message: Any) -> None:
         """Send a JSON value (or a raw string as-is)."""
         await self.conn.write_message(message if isinstance(message, str) else json.dumps(message))
