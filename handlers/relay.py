@@ -242,7 +242,10 @@ class RelayHandler(websocket.WebSocketHandler):
     async def _pay_debt(self) -> None:
         """Wait while this client's bucket is in debt (work it was charged for after the fact)."""
         if not self._bucket.take(0.0):
-            await asyncio.sleep(min(MAX_PAUSE, -self._bucket.tokens / self._bucket.rate))
+            await self._pause(min(MAX_PAUSE, -self._bucket.tokens / self._bucket.rate))
+
+    async def _pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
     async def _on_req(self, msg: ClientReq) -> None:
         relay, limits = self.relay, self.limits

@@ -115,12 +115,16 @@ class RelayState:
         """Open client connections."""
         return len(self._open)
 
+    def open_connections(self) -> list[Connection]:
+        """Every open client connection."""
+        return list(self._open)
+
     def connections(self) -> list[object]:
         """Connections that hold at least one subscription."""
         return self.subscriptions.connections()
 
     def close_all(self, code: int = 1001, reason: str = "relay shutting down") -> None:
         """Close every client connection (server shutdown)."""
-        for conn in list(self._open):
+        for conn in self.open_connections():
             self.drop_connection(conn)
             conn.shutdown(code, reason)
