@@ -293,6 +293,7 @@ class RelayHandler(websocket.WebSocketHandler):
     def shutdown(self, code: int, reason: str) -> None:
         """Close this client connection (used by ``RelayState.close_all``)."""
         self._closing = True
+        self._drained.set()
         self.close(code, reason)
 
     # ----- sending with a bounded buffer ------------------------------------------------------

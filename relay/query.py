@@ -142,10 +142,11 @@ class StoredQuery:
     def _advance(self, scan: _Scan, budget: int) -> int:
         buckets = self._buckets(scan)
         spent = 1 + (len(scan.flt.ids or ()) if scan.field == "ids" else len(buckets))
-        since = scan.flt.since
+        since, moved = scan.flt.since, False
         for record in self._walk(scan, buckets):
-            if spent >= budget:
+            if moved and spent >= budget:  # at least one candidate per call, however small the budget
                 return spent
+            moved = True
             if since is not None and record.created_at < since:
                 break
             scan.cursor = record.key

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import signal
 import sys
 import time
 from collections import Counter
@@ -37,7 +38,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from node.nostr.event import sign_event  # noqa: E402
+from node.nostr.event import sign_event
 
 T_W = "w"
 MAX_REFUSED = 10_000
@@ -140,8 +141,11 @@ class Attacker:
                 await conn.write_message(frame)
                 while True:
                     reply = await self.answer(conn)
-                    if reply[0] in ("EOSE", "CLOSED"):
-                        self.counts[reply[0] if reply[0] == "EOSE" else "closed " + reply[2].split(":")[0]] += 1
+                    if reply[0] == "EOSE":
+                        self.counts["EOSE"] += 1
+                        break
+                    if reply[0] == "CLOSED":
+                        self.counts["closed " + reply[2].split(":")[0]] += 1
                         break
 
         await asyncio.gather(*(loop(conn) for conn in conns))
@@ -179,20 +183,28 @@ async def main(argv: list[str] | None = None) -> int:
     if not all(source.startswith("127.") for source in args.sources) or "//127." not in args.url:
         parser.error("loopback addresses only")
     attacker = Attacker(args.url, args.sources)
+    modes = {
+        "amplify": lambda: attacker.amplify(args.repeat),
+        "fill": lambda: attacker.fill(args.megabytes),
+        "costly": lambda: attacker.costly(args.seconds),
+        "connections": attacker.connections,
+        "large": lambda: attacker.large(args.seconds),
+    }
+    attack = asyncio.ensure_future(modes[args.mode]())
+    stopped = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)  # stop and report
+    stop = asyncio.ensure_future(stopped.wait())
     try:
-        if args.mode == "amplify":
-            await attacker.amplify(args.repeat)
-        elif args.mode == "fill":
-            await attacker.fill(args.megabytes)
-        elif args.mode == "costly":
-            await attacker.costly(args.seconds)
-        elif args.mode == "connections":
-            await attacker.connections()
+        await asyncio.wait([attack, stop], return_when=asyncio.FIRST_COMPLETED)
+        if attack.done():
+            attack.result()
         else:
-            await attacker.large(args.seconds)
+            attack.cancel()
+            attacker.counts["stopped"] += 1
     except (ConnectionError, TimeoutError, websocket.WebSocketClosedError) as exc:
         attacker.counts[f"ended: {type(exc).__name__}"] += 1
     finally:
+        stop.cancel()
         for conn in attacker.conns:
             with contextlib.suppress(Exception):
                 conn.close()

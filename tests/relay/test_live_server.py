@@ -1,6 +1,6 @@
-"""A real ``python server.py`` under attack from outsiders on other loopback addresses (tests/relay/attacker.py
-in its own process): memory stays bounded, the dashboard API and the signer stay fast, and the node is never
-locked out of its own relay."""
+"""A real ``python server.py`` under attack from outsiders on other loopback addresses
+(tests/relay/attacker.py, in its own process): memory stays bounded, the dashboard API and the signer stay
+fast, and the node is never locked out of its own relay."""
 
 from __future__ import annotations
 

@@ -231,3 +231,15 @@ async def test_large_result_streams_to_a_slow_reader_without_1013(
     assert [m[2]["id"] for m in got[:eose]] == list(reversed(ids[::2]))
     assert got[eose + 1:] == [["EVENT", "big", live.to_json()]]  # held until after EOSE, sent once
     raw.close()
+
+
+def test_every_step_makes_progress_however_small_its_budget() -> None:
+    # Found by tests/fuzz/test_relay_limits.py: a filter whose index lookups alone cost more than the
+    # slice's budget never moved, and its REQ never finished.
+    relay = tagged_store(20, 1)
+    query = relay.query([Filter.from_json({"authors": [pubkey(i) for i in range(5)], "limit": 20})])
+    for _ in range(100):
+        if query.done:
+            break
+        query.step(1)
+    assert query.done and len(query.results()) == 20
