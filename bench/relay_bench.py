@@ -1,6 +1,11 @@
 """The embedded relay under an outsider's attack mix, next to the same signer workload without it.
 
-Usage: `.venv/bin/python bench/relay_bench.py [--samples 200] [--write all|signer] [--json out.json]`
+Usage: `.venv/bin/python bench/relay_bench.py [--samples 200] [--write all|signer] [--attacks costly,...]
+[--server OTHER_CHECKOUT/server.py] [--json out.json]`
+
+`--attacks` runs only some of the attackers below; `--server` runs another checkout's server.py (to compare
+with the relay before a change; the attackers and this script stay this checkout's). Do not point the full
+mix at a relay without memory bounds: it is built to take gigabytes from one.
 
 One `python server.py` (spawned as a user would, `IGLOO_DEMO` group: the node on share 1 and two in-process
 peers on shares 2 and 3, all on the embedded relay; `RELAY_WRITE=all` by default so the attacker may store
@@ -117,12 +122,12 @@ async def workload(server: ServerProc, samples: int) -> dict[str, Any]:
     }
 
 
-async def run(samples: int, write: str) -> dict[str, Any]:
+async def run(samples: int, write: str, attacks: list[str], script: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="igloo-relay-bench-") as work:
         port = free_port()
         env = igloo_env(port, Path(work) / "data", RELAY_WRITE=write, SIGN_BUDGET="1000000",
                         IGLOO_DEMO="true")
-        server = ServerProc(port, env, log_path=Path(work) / "server.log")
+        server = ServerProc(port, env, script=script, log_path=Path(work) / "server.log")
         await server.spawn()
         try:
             await server.wait_status()
@@ -135,13 +140,16 @@ async def run(samples: int, write: str) -> dict[str, Any]:
             rss_start = server.rss()
             quiet = await workload(server, samples)
             url = f"ws://127.0.0.1:{port}/"
-            attackers = [Attacker(url, mode, args) for mode, args in ATTACKS]
-            for attacker in attackers:
-                await attacker.start()
-            await asyncio.gather(*(attacker.ready() for attacker in attackers))
-            await asyncio.sleep(5)  # the attack in full swing before the first sample
-            attacked = await workload(server, samples)
-            attacked["attackers"] = {a.mode: (await a.stop()).get("counts", {}) for a in attackers}
+            attackers = [Attacker(url, mode, args) for mode, args in ATTACKS if mode in attacks]
+            try:
+                for attacker in attackers:
+                    await attacker.start()
+                await asyncio.gather(*(attacker.ready() for attacker in attackers))
+                await asyncio.sleep(5)  # the attack in full swing before the first sample
+                attacked = await workload(server, samples)
+            finally:
+                counts = {a.mode: (await a.stop()).get("counts", {}) for a in attackers if a.proc}
+            attacked["attackers"] = counts
             attacked["rss_growth_since_quiet_mib"] = round((server.rss() - rss_start) / 2**20, 1)
             status = await server.status()
             return {"quiet": quiet, "attack": attacked, "relays": status.get("relays")}
@@ -169,9 +177,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--write", choices=["all", "signer"], default="all")
+    parser.add_argument("--attacks", default=",".join(mode for mode, _ in ATTACKS))
+    parser.add_argument("--server", default="server.py", help="server.py to run (default: this checkout's)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    result = asyncio.run(run(args.samples, args.write))
+    attacks = args.attacks.split(",")
+    if not set(attacks) <= {mode for mode, _ in ATTACKS}:
+        parser.error(f"--attacks: choose from {', '.join(mode for mode, _ in ATTACKS)}")
+    result = asyncio.run(run(args.samples, args.write, attacks, args.server))
     result["when"] = datetime.date.today().isoformat()
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     command = "python bench/relay_bench.py " + " ".join(sys.argv[1:])

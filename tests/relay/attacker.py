@@ -145,7 +145,8 @@ class Attacker:
                         self.counts["EOSE"] += 1
                         break
                     if reply[0] == "CLOSED":
-                        self.counts["closed " + reply[2].split(":")[0]] += 1
+                        why = "over work budget" if "too much work" in reply[2] else reply[2].split(":")[0]
+                        self.counts["closed " + why] += 1
                         break
 
         await asyncio.gather(*(loop(conn) for conn in conns))
