@@ -55,7 +55,7 @@ async def test_relay_killed_mid_sign(tmp_path: Path, keyset: dict[str, Any]) -> 
         status = await a.wait_status(lambda s: not connected(s), 5)
         assert status["connectedRelays"] == 0
 
-        revived = ServerProc(r_dir, port=relay.port, env={"IGLOO_DEMO": "false"})
+        revived = ServerProc(r_dir, port=relay.port, env={"IGLOO_DEMO": "false", "RELAY_WRITE": "all"})
         await revived.start()
         status = await a.wait_status(connected, 15)
         assert status["relays"][0]["reconnects"] >= 1
