@@ -22,12 +22,16 @@ import jinja2
 import tornado.httpserver
 import tornado.web
 
-from config.settings import ConfigError, Settings, read_or_create_secret_file
+from config import igloo_server
+from config.settings import ConfigError, Settings
+from config.startup import cookie_secret, load_environment, read_or_create_secret_file, with_credentials_key
 from handlers import pages, routes
 from handlers.auth import LoginLimiter, setup_token_path
 from handlers.base import VERSION
-from handlers.events import CLOSE_GOING_AWAY, MAX_CLIENT_FRAME, EventHub
-from node import NodeManager, NodeOptions, keytools
+from handlers.event_frames import CLOSE_GOING_AWAY
+from handlers.event_hub import EventHub
+from handlers.events import MAX_CLIENT_FRAME, EventStreamHandler
+from node import Clock, NodeManager, NodeOptions, keytools
 from relay import RelayLimits, RelayState, WritePolicy
 from store.credentials import CredentialStore
 from store.db import Database
@@ -39,18 +43,21 @@ from store.users import BCRYPT_ROUNDS, UserError, UserStore
 ROOT = Path(__file__).resolve().parent
 TEMPLATES_DIR = ROOT / "templates"
 STATIC_DIR = ROOT / "static"
-COOKIE_SECRET_FILE = "cookie_secret"  # noqa: S105 - a file name, not a secret
 SHUTDOWN_GRACE = 3.0  # seconds allowed for sockets to finish their closing handshake
 
 log = logging.getLogger("igloo")
 access_log = logging.getLogger("igloo.access")
 
 
-def open_state(config: Settings) -> tuple[Database, EventHub]:
-    """Open the database under DATA_DIR and the event hub over its persisted ring."""
+def open_state(config: Settings, clock: Clock = time.time) -> tuple[Database, EventHub]:
+    """Open the database under DATA_DIR and the event hub over its persisted ring.
+
+    ``clock`` (wall-clock seconds) times the login sessions; tests pass one they can move.
+    """
     db = Database.open_in(config.data_dir)
-    sessions = SessionStore(db, config.session_timeout)
-    hub = EventHub(config, EventRing(db, config.event_buffer_size), sessions)
+    sessions = SessionStore(db, config.session_timeout, clock=clock)
+    ring = EventRing(db, config.event_buffer_size)
+    hub = EventHub(config, ring, sessions, open_sockets=EventStreamHandler.open_sockets)
     return db, hub
 
 
@@ -85,11 +92,12 @@ def build_application(
     ``node.status()`` into its document.
     """
     sessions = events.sessions or SessionStore(db, config.session_timeout)
-    cookie_secret = read_or_create_secret_file(config.data_dir / COOKIE_SECRET_FILE, 32, hex_text=True)
+    # StrictUndefined: a template naming a variable or include that is not there fails (and its test
+    # with it) instead of rendering an empty string.
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=True,
-        undefined=jinja2.ChainableUndefined,
+        undefined=jinja2.StrictUndefined,
     )
     settings: dict[str, Any] = {
         "config": config,
@@ -101,7 +109,7 @@ def build_application(
         "templates": templates,
         "login_limiter": LoginLimiter(config.rate_limit_login_max, config.rate_limit_login_window),
         "started_at": time.monotonic(),
-        "cookie_secret": cookie_secret.decode("ascii"),
+        "cookie_secret": cookie_secret(config),
         "xsrf_cookies": True,
         "xsrf_cookie_kwargs": {"samesite": "Strict", "path": "/"},
         "static_path": str(STATIC_DIR),
@@ -146,23 +154,7 @@ def build_relay(config: Settings, node: Any | None = None) -> RelayState:
     NIP-46 traffic is let through by setting ``relay.policy.nip46_keys`` to a callable returning this
     signer's transport pubkeys (see ``relay/policy.py``).
     """
-    limits = RelayLimits(
-        max_events=config.relay_max_events,
-        max_bytes=config.relay_max_bytes,
-        max_age=float(config.relay_max_age),
-        address_quota=config.relay_address_quota,
-        author_quota=config.relay_author_quota,
-        max_event_bytes=config.relay_max_event_bytes,
-        max_event_tags=config.relay_max_tags,
-        max_tag_strings=config.relay_max_tag_strings,
-        max_filter_values=config.relay_max_filter_values,
-        max_query_work=config.relay_max_query_work,
-        max_connections=config.relay_max_connections,
-        max_connections_per_address=config.relay_max_per_ip,
-        local_reserved=config.relay_local_reserved,
-        event_rate=float(config.relay_event_rate),  # per local connection or outside address
-        event_burst=2.0 * config.relay_event_rate,
-    )
+    limits = RelayLimits(**config.relay_limits())
     return RelayState(limits, WritePolicy(config.relay_write, members=GroupMembers(node)))
 
 
@@ -205,6 +197,7 @@ def build_node(config: Settings, db: Database, hub: EventHub) -> NodeManager:
         policy_store=SqlitePolicyStore(db),
         budget_ledger=SqliteBudgetLedger(db, keep=config.sign_budget_window),
         demo_enabled=config.demo_enabled,
+        peer_policies=config.peer_policies,
     )
 
 
@@ -331,7 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "recover":
         return cmd_recover(args.group, args.shares)
     try:
-        config = Settings.from_env()
+        environ = load_environment()
+        config = Settings.from_env(environ)
+        if command == "serve":
+            config = with_credentials_key(config)
     except ConfigError as exc:
         print(f"igloo-server: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -340,6 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if command == "adduser":
         return cmd_adduser(config, args.name, args.password_stdin)
+    unused = igloo_server.unused_variables(environ)
+    if unused:
+        log.info("Igloo Server settings with no effect here (see docs/MIGRATING.md): %s", ", ".join(unused))
     try:
         return asyncio.run(serve(config))
     except OSError as exc:

@@ -94,7 +94,7 @@ class Soak:
             "SIGN_BUDGET": "1000000",
             "RATE_LIMIT_LOGIN_MAX": "1000000",
             "WS_MAX_PER_IP": "1000",
-            "FROSTR_SIGN_TIMEOUT": "3",
+            "FROSTR_SIGN_TIMEOUT": "3000",
             "SIGN_BUDGET_WINDOW": "60",  # the budget remembers each signature for its window: keep it short
         }
         self.relay = ServerProc(

@@ -1,171 +1,354 @@
-"""Igloo's configuration: one frozen Settings object built from the environment.
+"""Igloo's configuration: one table of variables, one frozen Settings object built from it.
 
-Every variable is parsed and validated here, once, at start-up. A bad value raises ``ConfigError`` whose
-message starts with the variable's name, so the server can stop with one readable line.
+Each field of ``Settings`` is a row of the table: its environment variable, the kind of value (type and
+limits), its default, its section and its description, written once here. Parsing (``Settings.from_env``),
+``config/igloo.env.example`` and ``docs/configuration.md`` all come from these rows (``python -m config``
+writes the two files; a test fails when they are stale).
+
+Parsing reads nothing but the mapping it is given. A bad value raises ``ConfigError`` whose one-line
+message starts with the variable's name and never contains a secret. Files (the credentials key, the
+cookie secret, ``.env``) are read or written by the explicit start-up steps in ``config/startup.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import json
 import os
-import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
-T = TypeVar("T")
-
-CREDENTIAL_FILE_NAME = "igloo-credentials-key"
-KEY_FILE_NAME = "credentials.key"
-
-# Field names whose values never appear in a repr or a log line.
-SECRET_FIELDS = frozenset(
-    {"api_key", "basic_auth_pass", "admin_secret", "group_cred", "share_cred", "credentials_key"}
+from config import igloo_server
+from config.kinds import (
+    SELF_ORIGIN,
+    BechCredential,
+    Boolean,
+    Choice,
+    CredentialsKey,
+    Directory,
+    HexSecret,
+    HostName,
+    IglooServerSwitch,
+    Integer,
+    Kind,
+    Milliseconds,
+    Number,
+    OriginList,
+    PeerPolicies,
+    PeerPolicySetting,
+    RelayList,
+    Secret,
+    Text,
 )
 
-
-_NO_STRINGS: tuple[str, ...] = ()
+DAY = 86400
 
 
 class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names the variable first."""
 
 
+@dataclass(frozen=True)
+class Variable:
+    """One row of the configuration table."""
+
+    name: str  # the environment variable
+    kind: Kind
+    default: Any
+    section: str
+    description: str
+    aliases: tuple[str, ...] = ()  # other names read for the same field (Igloo Server's)
+    secret: bool = False  # never in a repr, a log line or an error message
+    inherit: str | None = None  # when unset, take the value of this variable
+    example: str | None = None  # shown commented out in the example file when there is no default
+    commented: bool = False  # commented out in the example file even with a default
+    field: str = ""  # the Settings attribute; filled in from the dataclass
+
+    def names(self) -> tuple[str, ...]:
+        """The variable and its aliases."""
+        return (self.name, *self.aliases)
+
+
+def setting(name: str, kind: Kind, default: Any, section: str, description: str, **extra: Any) -> Any:
+    """Declare a Settings field as a table row (the dataclass default is the row's default)."""
+    row = Variable(name, kind, default, section, description, **extra)
+    return dataclasses.field(default=default, metadata={"row": row})
+
+
+SERVER, AUTH, LIMITS, STREAM, NODE, RELAY = (
+    "Server", "Authentication", "Rate limits", "Event stream (/api/events)", "Signer (node)",
+    "Embedded relay (ws://HOST:PORT/)",
+)
+SECTIONS = (SERVER, AUTH, LIMITS, STREAM, NODE, RELAY)
+
+_NO_STRINGS: tuple[str, ...] = ()
+_NO_POLICIES: tuple[PeerPolicySetting, ...] = ()
+_COUNT = Integer(1, 1_000_000)
+NO_TEST_MODE = "Igloo Server's test mode trusts X-Forwarded-For and invents an admin secret; Igloo has none"
+_WINDOW = Integer(1, DAY, "seconds")
+
+
 @dataclass(frozen=True, repr=False)
 class Settings:
-    """Validated, immutable configuration of one Igloo process."""
+    """Validated, immutable configuration of one Igloo process (the configuration table)."""
 
-    host_name: str = "127.0.0.1"
-    host_port: int = 8002
-    data_dir: Path = Path("data")
-    log_level: str = "INFO"
-    trust_proxy: bool = False
-    # Authentication
-    auth_enabled: bool = True
-    api_key: str | None = None
-    basic_auth_user: str | None = None
-    basic_auth_pass: str | None = None
-    admin_secret: str | None = None
-    session_timeout: int = 3600
-    rate_limit_login_max: int = 5
-    rate_limit_login_window: int = 900
-    allowed_origins: tuple[str, ...] = ()
-    # Event stream
-    event_buffer_size: int = 1000
-    ws_ping_interval: float = 25.0
-    ws_ping_timeout: float = 20.0
-    ws_max_buffer: int = 1024 * 1024
-    ws_max_per_ip: int = 50
-    ws_max_connections: int = 10000
-    ws_compression: bool = False
-    ws_client_rate: int = 20
-    ws_coalesce_ms: float = 3.0
-    # Node
-    group_cred: str | None = None
-    share_cred: str | None = None
-    relays: tuple[str, ...] = ()
-    sign_timeout: float = 5.0
-    peer_ping_interval: float = 30.0
-    sign_budget: int = 20
-    sign_budget_window: int = 3600
-    approval_mode: bool = False
-    credentials_key: bytes | None = None
-    demo_enabled: bool = True
-    # Embedded relay
-    relay_max_events: int = 10_000
-    relay_max_age: int = 3600
-    relay_max_connections: int = 1000
-    relay_event_rate: int = 100
-    relay_write: str = "signer"
-    relay_max_per_ip: int = 10
-    relay_local_reserved: int = 20
-    relay_max_bytes: int = 64 * 1024 * 1024
-    relay_address_quota: int = 8 * 1024 * 1024
-    relay_author_quota: int = 8 * 1024 * 1024
-    relay_max_event_bytes: int = 100 * 1024
-    relay_max_tags: int = 2000
-    relay_max_tag_strings: int = 64
-    relay_max_filter_values: int = 2000
-    relay_max_query_work: int = 50_000
+    # --- Server
+    host_name: str = setting(
+        "HOST_NAME", HostName(), "127.0.0.1", SERVER,
+        "Address to listen on. Keep 127.0.0.1 behind a reverse proxy (recommended); 0.0.0.0 exposes it.")
+    host_port: int = setting(
+        "HOST_PORT", Integer(1, 65535), 8002, SERVER, "TCP port of the dashboard, API and relay.")
+    data_dir: Path = setting(
+        "DATA_DIR", Directory(), Path("data"), SERVER,
+        "Where the SQLite database (igloo.db) and generated secrets live, all mode 0600. The service sets "
+        "/var/lib/igloo: leave this line commented out in /etc/igloo/igloo.env.", commented=True)
+    log_level: str = setting(
+        "LOG_LEVEL", Choice(("DEBUG", "INFO", "WARNING", "ERROR"), upper=True), "INFO", SERVER,
+        "DEBUG, INFO, WARNING or ERROR. No level logs secrets or query strings.")
+    trust_proxy: bool = setting(
+        "TRUST_PROXY", IglooServerSwitch("true", default_state=False), False, SERVER,
+        "true only behind a reverse proxy you control: then X-Forwarded-For / X-Real-Ip give the client "
+        "address (rate limits, caps) and X-Forwarded-Proto=https makes cookies Secure.")
+    node_env: str = setting(
+        "NODE_ENV", Choice(("development", "production"), hint=NO_TEST_MODE),
+        "development", SERVER,
+        "production (as in Igloo Server): session cookies are always Secure, and ALLOWED_ORIGINS=* is "
+        "refused.")
+    # --- Authentication
+    auth_enabled: bool = setting(
+        "AUTH_ENABLED", IglooServerSwitch("false", default_state=True), True, AUTH,
+        "false turns authentication off for EVERY route (a loud warning is logged when not on loopback).")
+    admin_secret: str | None = setting(
+        "ADMIN_SECRET", Secret(8), None, AUTH,
+        "Guards the one-time /onboarding page that creates the first administrator. Unset: a one-time setup "
+        "token is written to DATA_DIR/setup-token instead (its path is logged at start). Igloo Server's "
+        "placeholder REQUIRED_ADMIN_SECRET_NOT_SET is refused. Generate one with `openssl rand -hex 32`; or "
+        "create the first account with `igloo-server adduser NAME`.",
+        secret=True, example="")
+    api_key: str | None = setting(
+        "API_KEY", Secret(16), None, AUTH,
+        "Key for programmatic clients: header X-API-Key or Authorization: Bearer. Generate one with "
+        "`openssl rand -hex 32`.",
+        secret=True, example="")
+    basic_auth_user: str | None = setting(
+        "BASIC_AUTH_USER", Text(200), None, AUTH, "Optional HTTP Basic user name (set with BASIC_AUTH_PASS).",
+        example="admin")
+    basic_auth_pass: str | None = setting(
+        "BASIC_AUTH_PASS", Secret(8), None, AUTH, "Optional HTTP Basic password (set with BASIC_AUTH_USER).",
+        secret=True, example="")
+    session_secret: str | None = setting(
+        "SESSION_SECRET", HexSecret(), None, AUTH,
+        "Signs session and XSRF cookies: 64 hex characters (`openssl rand -hex 32`). Unset: generated once "
+        "in DATA_DIR/cookie_secret.",
+        secret=True, example="")
+    session_timeout: int = setting(
+        "SESSION_TIMEOUT", Integer(1, 365 * DAY, "seconds"), 3600, AUTH,
+        "Idle timeout of a login session, in seconds (sliding: each request renews it).")
+    allowed_origins: tuple[str, ...] = setting(
+        "ALLOWED_ORIGINS", OriginList(), _NO_STRINGS, AUTH,
+        f"Extra browser origins allowed to open the event stream, comma-separated. The server's own host is "
+        f"always allowed ({SELF_ORIGIN} names it explicitly); * allows any.",
+        example="https://igloo.example.com")
+    # --- Rate limits
+    rate_limit_login_max: int = setting(
+        "RATE_LIMIT_LOGIN_MAX", _COUNT, 5, LIMITS,
+        "Failed logins allowed per client address per RATE_LIMIT_LOGIN_WINDOW before 429 with Retry-After.")
+    rate_limit_login_window: int = setting(
+        "RATE_LIMIT_LOGIN_WINDOW", _WINDOW, 900, LIMITS, "Window of RATE_LIMIT_LOGIN_MAX, in seconds.")
+    rate_limit_enabled: bool = setting(
+        "RATE_LIMIT_ENABLED", IglooServerSwitch("false", default_state=True), True, LIMITS,
+        "false turns off the per-client request limits below (the login limit above stays on).")
+    rate_limit_window: int = setting(
+        "RATE_LIMIT_WINDOW", _WINDOW, 900, LIMITS,
+        "Window of RATE_LIMIT_MAX in seconds, and of the limits below that have no window of their own.")
+    rate_limit_max: int = setting(
+        "RATE_LIMIT_MAX", _COUNT, 600, LIMITS,
+        "Authenticated API requests per client address per window (Igloo Server's general limiter; "
+        "sign and NIP-44/NIP-04 requests have their own budget of the same size).")
+    rate_limit_env_write_window: int = setting(
+        "RATE_LIMIT_ENV_WRITE_WINDOW", _WINDOW, 900, LIMITS,
+        "Window of RATE_LIMIT_ENV_WRITE_MAX, in seconds.", inherit="RATE_LIMIT_WINDOW")
+    rate_limit_env_write_max: int = setting(
+        "RATE_LIMIT_ENV_WRITE_MAX", _COUNT, 10, LIMITS, "POST /api/env writes per client address per window.")
+    rate_limit_recovery_window: int = setting(
+        "RATE_LIMIT_RECOVERY_WINDOW", _WINDOW, 900, LIMITS, "Window of RATE_LIMIT_RECOVERY_MAX, in seconds.",
+        inherit="RATE_LIMIT_WINDOW")
+    rate_limit_recovery_max: int = setting(
+        "RATE_LIMIT_RECOVERY_MAX", _COUNT, 3, LIMITS,
+        "Key recoveries (/api/recover) per client address per window.")
+    rate_limit_ws_upgrade_window: int = setting(
+        "RATE_LIMIT_WS_UPGRADE_WINDOW", _WINDOW, 900, LIMITS,
+        "Window of RATE_LIMIT_WS_UPGRADE_MAX, in seconds.", inherit="RATE_LIMIT_WINDOW")
+    rate_limit_ws_upgrade_max: int = setting(
+        "RATE_LIMIT_WS_UPGRADE_MAX", _COUNT, 30, LIMITS,
+        "Event-stream WebSocket upgrades per client address per window.")
+    nip46_session_rate_limit_window: int = setting(
+        "NIP46_SESSION_RATE_LIMIT_WINDOW", _WINDOW, 3600, LIMITS,
+        "Window of NIP46_SESSION_RATE_LIMIT_MAX, in seconds.")
+    nip46_session_rate_limit_max: int = setting(
+        "NIP46_SESSION_RATE_LIMIT_MAX", _COUNT, 120, LIMITS, "New NIP-46 sessions per user per window.")
+    # --- Event stream
+    event_buffer_size: int = setting(
+        "EVENT_BUFFER_SIZE", _COUNT, 1000, STREAM, "Events kept in memory and SQLite for resume.")
+    ws_ping_interval: float = setting(
+        "WS_PING_INTERVAL", Number(0, 3600, "seconds"), 25.0, STREAM,
+        "Protocol ping interval, seconds (0 disables pings).")
+    ws_ping_timeout: float = setting(
+        "WS_PING_TIMEOUT", Number(0.1, 3600, "seconds"), 20.0, STREAM, "Pong timeout, seconds.")
+    ws_max_buffer: int = setting(
+        "WS_MAX_BUFFER", Integer(4096, 1 << 30, "bytes"), 1024 * 1024, STREAM,
+        "Bytes allowed to wait unsent for one client before it is closed with 1013.")
+    ws_max_per_ip: int = setting(
+        "WS_MAX_PER_IP", _COUNT, 50, STREAM, "Open event sockets per client address (429 beyond).",
+        aliases=("WS_MAX_CONNECTIONS_PER_IP",))
+    ws_max_connections: int = setting(
+        "WS_MAX_CONNECTIONS", Integer(1, 10_000_000), 10000, STREAM,
+        "Open event sockets in total (503 beyond).")
+    ws_compression: bool = setting(
+        "WS_COMPRESSION", Boolean(), False, STREAM,
+        "Offer permessage-deflate (costs one compression per compressed client per event).")
+    ws_client_rate: int = setting(
+        "WS_CLIENT_RATE", Integer(1, 10000, "frames/s"), 20, STREAM,
+        "Client frames per second per socket before a 1008 close.", aliases=("WS_MSG_RATE",))
+    ws_client_burst: int = setting(
+        "WS_MSG_BURST", Integer(0, 20000, "frames"), 0, STREAM,
+        "Client frames one socket may send at once; 0 means twice WS_CLIENT_RATE, and a burst below the rate "
+        "is raised to the rate (as in Igloo Server).")
+    ws_coalesce_ms: float = setting(
+        "WS_COALESCE_MS", Number(0, 1000, "ms"), 3.0, STREAM,
+        "With at least 64 stream clients, events published within this many milliseconds go to each client "
+        "in one write (one system call per client instead of one per event). 0 sends every IOLoop turn.")
+    # --- Signer (node)
+    group_cred: str | None = setting(
+        "GROUP_CRED", BechCredential("bfgroup"), None, NODE,
+        "The group credential. Optional: credentials can also be entered on /configure, where they are "
+        "stored encrypted with the credentials key.", secret=True, example="bfgroup1...")
+    share_cred: str | None = setting(
+        "SHARE_CRED", BechCredential("bfshare"), None, NODE, "This member's share credential.",
+        secret=True, example="bfshare1...")
+    group_name: str | None = setting(
+        "GROUP_NAME", Text(100), None, NODE, "Display name of the signing group.", example="My signing group")
+    relays: tuple[str, ...] = setting(
+        "RELAYS", RelayList(), _NO_STRINGS, NODE,
+        "Relays of the signer: JSON array, or ws(s):// URLs separated by commas or spaces. Empty: the "
+        "embedded relay ws://127.0.0.1:HOST_PORT/.", example='["wss://relay.example.com"]')
+    peer_policies: tuple[PeerPolicySetting, ...] = setting(
+        "PEER_POLICIES", PeerPolicies(), _NO_POLICIES, NODE,
+        "Explicit peer policies applied when the signer starts, as in Igloo Server: allowSend=false stops "
+        "asking that peer, allowReceive=false stops answering it. Changes on the dashboard last until "
+        "restart.",
+        example='[{"pubkey":"<64 hex>","allowReceive":false}]')
+    sign_timeout: float = setting(
+        "FROSTR_SIGN_TIMEOUT", Milliseconds(100, 600_000), 5.0, NODE,
+        "Milliseconds to wait for peers' signature shares and ECDH answers (Igloo Server's unit).",
+        aliases=("SIGN_TIMEOUT_MS",))
+    peer_ping_interval: float = setting(
+        "PEER_PING_INTERVAL", Number(1, DAY, "seconds"), 30.0, NODE, "Seconds between pings to each peer.")
+    sign_budget: int = setting(
+        "SIGN_BUDGET", Integer(0, 1_000_000), 20, NODE,
+        "Partial signatures each peer may obtain per SIGN_BUDGET_WINDOW: bounds what a compromised peer "
+        "can harvest.")
+    sign_budget_window: int = setting(
+        "SIGN_BUDGET_WINDOW", Integer(1, 30 * DAY, "seconds"), 3600, NODE,
+        "Window of SIGN_BUDGET, in seconds.")
+    approval_mode: bool = setting(
+        "SIGN_APPROVAL", Boolean(), False, NODE,
+        "true = every incoming sign/ECDH request waits for approval on the dashboard.")
+    credentials_key: bytes | None = setting(
+        "CREDENTIALS_KEY", CredentialsKey(), None, NODE,
+        "32 random bytes (64 hex characters, or base64) that encrypt stored credentials. The service passes "
+        "it as the systemd credential igloo-credentials-key instead; without either, a key is generated once "
+        "in DATA_DIR/credentials.key. Generate one with `openssl rand -hex 32`.", secret=True, example="")
+    credentials_directory: Path | None = setting(
+        "CREDENTIALS_DIRECTORY", Directory(), None, NODE,
+        "Set by systemd (LoadCredential=): the directory holding igloo-credentials-key. Not set by hand.")
+    demo_enabled: bool = setting(
+        "IGLOO_DEMO", Boolean(), True, NODE, "Offer the built-in demo group on the dashboard.")
+    # --- Embedded relay
+    relay_write: str = setting(
+        "RELAY_WRITE", Choice(("signer", "all")), "signer", RELAY,
+        "Who may write: signer takes only events of this signer's group members and NIP-46 traffic to or "
+        "from its transport key (the rest: OK false \"restricted\"); all is a public relay. signer is what a "
+        "VPS wants: the relay is then no free storage and fan-out for strangers (docs/relay.md).")
+    relay_max_events: int = setting(
+        "RELAY_MAX_EVENTS", Integer(0, 10_000_000), 10_000, RELAY,
+        "Regular events kept in memory (kind 20004 signer traffic is ephemeral and never stored).")
+    relay_max_age: int = setting(
+        "RELAY_MAX_AGE", Integer(1, 365 * DAY, "seconds"), 3600, RELAY, "Age after which stored events go.")
+    relay_max_connections: int = setting(
+        "RELAY_MAX_CONNECTIONS", _COUNT, 1000, RELAY, "Open relay connections (503 beyond).")
+    relay_event_rate: int = setting(
+        "RELAY_EVENT_RATE", _COUNT, 100, RELAY,
+        "Tokens per second for one local relay connection, or for all connections of one outside address "
+        "together (bursts of twice that). An EVENT or REQ costs one, each 16 KiB of a frame one more, a REQ "
+        "also one per 200 units of search work; without tokens, EVENT and REQ are refused with "
+        "\"rate-limited\", and a client in debt is not read until it is paid. A node publishes one event per "
+        "request it sends or answers.")
+    relay_max_bytes: int = setting(
+        "RELAY_MAX_BYTES", Integer(1 << 20, 1 << 40, "bytes"), 64 << 20, RELAY,
+        "Memory stored events may take, as the relay accounts it (JSON plus per-event and per-tag overhead); "
+        "the oldest received go first.")
+    relay_address_quota: int = setting(
+        "RELAY_ADDRESS_QUOTA", Integer(1 << 16, 1 << 40, "bytes"), 8 << 20, RELAY,
+        "Accounted bytes of stored events one client address may hold (beyond: OK false \"rate-limited\").")
+    relay_author_quota: int = setting(
+        "RELAY_AUTHOR_QUOTA", Integer(1 << 16, 1 << 40, "bytes"), 8 << 20, RELAY,
+        "Accounted bytes of stored events one author may hold (beyond: OK false \"rate-limited\").")
+    relay_max_event_bytes: int = setting(
+        "RELAY_MAX_EVENT_BYTES", Integer(1024, 128 * 1024, "bytes"), 100 * 1024, RELAY,
+        "Bytes of one event's JSON (beyond: OK false \"invalid\").")
+    relay_max_tags: int = setting(
+        "RELAY_MAX_TAGS", Integer(1, 100_000), 2000, RELAY,
+        "Tags of one event (beyond: OK false \"invalid\").")
+    relay_max_tag_strings: int = setting(
+        "RELAY_MAX_TAG_STRINGS", Integer(2, 100_000), 64, RELAY,
+        "Strings in one tag, its name included (beyond: OK false \"invalid\").")
+    relay_local_reserved: int = setting(
+        "RELAY_LOCAL_RESERVED", Integer(0, 1_000_000), 20, RELAY,
+        "Relay connections only direct ones from 127.0.0.1 or ::1 may take (the node's own; a reverse "
+        "proxy's requests carry X-Forwarded-For and do not count). Less than RELAY_MAX_CONNECTIONS.")
+    relay_max_per_ip: int = setting(
+        "RELAY_MAX_PER_IP", _COUNT, 10, RELAY,
+        "Relay connections of one outside address (429 beyond; IPv6 counted by /64).")
+    relay_max_query_work: int = setting(
+        "RELAY_MAX_QUERY_WORK", Integer(1000, 1_000_000_000), 50_000, RELAY,
+        "Search work one REQ may do on stored events, about one unit per candidate event (beyond: CLOSED "
+        "\"rate-limited\").")
+    relay_max_filter_values: int = setting(
+        "RELAY_MAX_FILTER_VALUES", Integer(10, 10_000_000), 2000, RELAY,
+        "Filter values (ids, authors, kinds, tag values) all subscriptions of one relay connection may hold.")
+
+    def __post_init__(self) -> None:
+        burst = self.ws_client_burst or 2 * self.ws_client_rate
+        object.__setattr__(self, "ws_client_burst", max(burst, self.ws_client_rate))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build Settings from ``environ`` (default ``os.environ``); raise ConfigError on a bad value.
 
-        When neither CREDENTIALS_KEY nor a systemd credential provides the credentials key, a random key
-        is generated once in ``DATA_DIR/credentials.key`` (mode 0600) and reused afterwards.
+        Pure: reads nothing but ``environ``. The credentials key is completed by
+        ``config.startup.with_credentials_key`` when neither CREDENTIALS_KEY nor a credential directory
+        gives it.
         """
-        env = _Env(os.environ if environ is None else environ)
-        host_name = env.get("HOST_NAME", "127.0.0.1", _host)
-        host_port = env.get("HOST_PORT", 8002, _int_range(1, 65535))
-        data_dir = env.get("DATA_DIR", Path("data"), _path)
-        values: dict[str, Any] = {
-            "host_name": host_name,
-            "host_port": host_port,
-            "data_dir": data_dir,
-            "log_level": env.get("LOG_LEVEL", "INFO", _log_level),
-            "trust_proxy": env.get("TRUST_PROXY", False, _bool),
-            "auth_enabled": env.get("AUTH_ENABLED", True, _bool),
-            "api_key": env.get("API_KEY", None, _secret(16)),
-            "basic_auth_user": env.get("BASIC_AUTH_USER", None, _nonempty),
-            "basic_auth_pass": env.get("BASIC_AUTH_PASS", None, _secret(8)),
-            "admin_secret": env.get("ADMIN_SECRET", None, _secret(8)),
-            "session_timeout": env.get("SESSION_TIMEOUT", 3600, _int_range(1, 365 * 86400)),
-            "rate_limit_login_max": env.get("RATE_LIMIT_LOGIN_MAX", 5, _int_range(1, 1_000_000)),
-            "rate_limit_login_window": env.get("RATE_LIMIT_LOGIN_WINDOW", 900, _int_range(1, 86400)),
-            "allowed_origins": env.get("ALLOWED_ORIGINS", _NO_STRINGS, _origins),
-            "event_buffer_size": env.get("EVENT_BUFFER_SIZE", 1000, _int_range(1, 1_000_000)),
-            "ws_ping_interval": env.get("WS_PING_INTERVAL", 25.0, _float_range(0, 3600)),
-            "ws_ping_timeout": env.get("WS_PING_TIMEOUT", 20.0, _float_range(0.1, 3600)),
-            "ws_max_buffer": env.get("WS_MAX_BUFFER", 1024 * 1024, _int_range(4096, 1 << 30)),
-            "ws_max_per_ip": env.get("WS_MAX_PER_IP", 50, _int_range(1, 1_000_000)),
-            "ws_max_connections": env.get("WS_MAX_CONNECTIONS", 10000, _int_range(1, 10_000_000)),
-            "ws_compression": env.get("WS_COMPRESSION", False, _bool),
-            "ws_client_rate": env.get("WS_CLIENT_RATE", 20, _int_range(1, 10000)),
-            "ws_coalesce_ms": env.get("WS_COALESCE_MS", 3.0, _float_range(0, 1000)),
-            "group_cred": env.get("GROUP_CRED", None, _prefixed("bfgroup")),
-            "share_cred": env.get("SHARE_CRED", None, _prefixed("bfshare")),
-            "relays": env.get("RELAYS", _NO_STRINGS, _relays),
-            "sign_timeout": env.get("FROSTR_SIGN_TIMEOUT", 5.0, _float_range(0.1, 600)),
-            "peer_ping_interval": env.get("PEER_PING_INTERVAL", 30.0, _float_range(1, 86400)),
-            "sign_budget": env.get("SIGN_BUDGET", 20, _int_range(0, 1_000_000)),
-            "sign_budget_window": env.get("SIGN_BUDGET_WINDOW", 3600, _int_range(1, 30 * 86400)),
-            "approval_mode": env.get("SIGN_APPROVAL", False, _bool),
-            "demo_enabled": env.get("IGLOO_DEMO", True, _bool),
-            "relay_max_events": env.get("RELAY_MAX_EVENTS", 10_000, _int_range(0, 10_000_000)),
-            "relay_max_age": env.get("RELAY_MAX_AGE", 3600, _int_range(1, 365 * 86400)),
-            "relay_max_connections": env.get("RELAY_MAX_CONNECTIONS", 1000, _int_range(1, 1_000_000)),
-            "relay_event_rate": env.get("RELAY_EVENT_RATE", 100, _int_range(1, 1_000_000)),
-            "relay_write": env.get("RELAY_WRITE", "signer", _choice("signer", "all")),
-            "relay_max_per_ip": env.get("RELAY_MAX_PER_IP", 10, _int_range(1, 1_000_000)),
-            "relay_local_reserved": env.get("RELAY_LOCAL_RESERVED", 20, _int_range(0, 1_000_000)),
-            "relay_max_bytes": env.get("RELAY_MAX_BYTES", 64 * 1024 * 1024, _int_range(1 << 20, 1 << 40)),
-            "relay_address_quota": env.get("RELAY_ADDRESS_QUOTA", 8 * 1024 * 1024,
-                                           _int_range(1 << 16, 1 << 40)),
-            "relay_author_quota": env.get("RELAY_AUTHOR_QUOTA", 8 * 1024 * 1024,
-                                          _int_range(1 << 16, 1 << 40)),
-            "relay_max_event_bytes": env.get("RELAY_MAX_EVENT_BYTES", 100 * 1024,
-                                             _int_range(1024, 128 * 1024)),
-            "relay_max_tags": env.get("RELAY_MAX_TAGS", 2000, _int_range(1, 100_000)),
-            "relay_max_tag_strings": env.get("RELAY_MAX_TAG_STRINGS", 64, _int_range(2, 100_000)),
-            "relay_max_filter_values": env.get("RELAY_MAX_FILTER_VALUES", 2000, _int_range(10, 10_000_000)),
-            "relay_max_query_work": env.get("RELAY_MAX_QUERY_WORK", 50_000, _int_range(1000, 1_000_000_000)),
-        }
-        if values["relay_local_reserved"] >= values["relay_max_connections"]:
-            raise ConfigError("RELAY_LOCAL_RESERVED: must be less than RELAY_MAX_CONNECTIONS")
-        if (values["basic_auth_user"] is None) != (values["basic_auth_pass"] is None):
-            raise ConfigError("BASIC_AUTH_PASS: BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
-        values["credentials_key"] = _credentials_key(env, data_dir)
+        env = os.environ if environ is None else environ
+        refused = igloo_server.refused_variable(env)
+        if refused is not None:
+            raise ConfigError(f"{refused[0]}: {refused[1]}")
+        values = {row.field: _read(row, env) for row in TABLE}
+        _check_together(values)
         return cls(**values)
 
     @property
     def effective_relays(self) -> tuple[str, ...]:
         """The relays the node uses: RELAYS, or the embedded relay on this server's port."""
         return self.relays or (f"ws://127.0.0.1:{self.host_port}/",)
+
+    @property
+    def production(self) -> bool:
+        """NODE_ENV=production."""
+        return self.node_env == "production"
 
     @property
     def is_loopback(self) -> bool:
@@ -177,210 +360,89 @@ class Settings:
         except ValueError:
             return False
 
+    def relay_limits(self) -> dict[str, Any]:
+        """The embedded relay's configurable bounds, by the field names of ``relay.RelayLimits``."""
+        return {
+            "max_events": self.relay_max_events,
+            "max_bytes": self.relay_max_bytes,
+            "max_age": float(self.relay_max_age),
+            "address_quota": self.relay_address_quota,
+            "author_quota": self.relay_author_quota,
+            "max_event_bytes": self.relay_max_event_bytes,
+            "max_event_tags": self.relay_max_tags,
+            "max_tag_strings": self.relay_max_tag_strings,
+            "max_filter_values": self.relay_max_filter_values,
+            "max_query_work": self.relay_max_query_work,
+            "max_connections": self.relay_max_connections,
+            "max_connections_per_address": self.relay_max_per_ip,
+            "local_reserved": self.relay_local_reserved,
+            "event_rate": float(self.relay_event_rate),  # per local connection or outside address
+            "event_burst": 2.0 * self.relay_event_rate,
+        }
+
     def __repr__(self) -> str:
         parts = []
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            shown = "<redacted>" if f.name in SECRET_FIELDS and value is not None else repr(value)
-            parts.append(f"{f.name}={shown}")
+        for row in TABLE:
+            value = getattr(self, row.field)
+            shown = "<redacted>" if row.secret and value is not None else repr(value)
+            parts.append(f"{row.field}={shown}")
         return f"Settings({', '.join(parts)})"
 
     __str__ = __repr__
 
 
-class _Env:
-    """Reads one variable at a time and turns a parse failure into a ConfigError naming it."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-
-    def raw(self, name: str) -> str | None:
-        value = self._environ.get(name)
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
-
-    def get(self, name: str, default: T, parse: Callable[[str], T]) -> T:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            return parse(value)
-        except ValueError as exc:
-            raise ConfigError(f"{name}: {exc}") from None
+def _rows() -> tuple[Variable, ...]:
+    rows = []
+    for f in dataclasses.fields(Settings):
+        row: Variable = f.metadata["row"]
+        rows.append(dataclasses.replace(row, field=f.name))
+    return tuple(rows)
 
 
-def _bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError("expected true or false")
+TABLE: tuple[Variable, ...] = _rows()
+BY_NAME: dict[str, Variable] = {name: row for row in TABLE for name in row.names()}
+SECRET_FIELDS = frozenset(row.field for row in TABLE if row.secret)
 
 
-def _int_range(low: int, high: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise ValueError("expected an integer") from None
-        if not low <= number <= high:
-            raise ValueError(f"expected an integer between {low} and {high}")
-        return number
-
-    return parse
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
 
 
-def _float_range(low: float, high: float) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            raise ValueError("expected a number") from None
-        if not low <= number <= high:
-            raise ValueError(f"expected a number between {low:g} and {high:g}")
-        return number
-
-    return parse
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        lowered = value.lower()
-        if lowered not in allowed:
-            raise ValueError(f"expected one of {', '.join(allowed)}")
-        return lowered
-
-    return parse
-
-
-def _host(value: str) -> str:
-    if any(c.isspace() for c in value) or "/" in value:
-        raise ValueError("expected a host name or IP address")
+def _read(row: Variable, env: Mapping[str, str]) -> Any:
+    """The parsed value of one row: its variable, else an alias, else the inherited variable, else default."""
+    given = [(name, text) for name in row.names() if (text := _raw(env, name)) is not None]
+    if not given:
+        if row.inherit is not None:
+            return _read(BY_NAME[row.inherit], env)
+        return row.default
+    name, text = given[0]
+    value = _parse(row, name, text)
+    for other, other_text in given[1:]:
+        if _parse(row, other, other_text) != value:
+            raise ConfigError(
+                f"{other}: set to a different value than {name}, which means the same; keep one"
+            )
     return value
 
 
-def _path(value: str) -> Path:
-    return Path(value)
-
-
-def _log_level(value: str) -> str:
-    upper = value.upper()
-    if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
-    return upper
-
-
-def _nonempty(value: str) -> str:
-    return value
-
-
-def _secret(min_length: int) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        if len(value) < min_length:
-            # The value itself is never echoed.
-            raise ValueError(f"must be at least {min_length} characters")
-        return value
-
-    return parse
-
-
-def _prefixed(prefix: str) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        if not value.startswith(prefix + "1"):
-            raise ValueError(f"expected a {prefix}1... credential")
-        return value
-
-    return parse
-
-
-def _origins(value: str) -> tuple[str, ...]:
-    origins = []
-    for item in (part.strip() for part in value.split(",")):
-        if not item:
-            continue
-        if item == "*":
-            origins.append(item)
-            continue
-        parsed = urlsplit(item)
-        if parsed.scheme not in {"http", "https"} or not parsed.netloc or parsed.path not in {"", "/"}:
-            raise ValueError(f"expected comma-separated origins like https://example.com, got {item!r}")
-        origins.append(f"{parsed.scheme}://{parsed.netloc.lower()}")
-    return tuple(origins)
-
-
-def _relays(value: str) -> tuple[str, ...]:
-    if value.startswith("["):
-        try:
-            items = json.loads(value)
-        except json.JSONDecodeError:
-            raise ValueError("expected a JSON array of relay URLs") from None
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise ValueError("expected a JSON array of relay URLs")
-    else:
-        items = value.split(",")
-    relays: list[str] = []
-    for item in (i.strip() for i in items):
-        if not item:
-            continue
-        parsed = urlsplit(item)
-        if parsed.scheme not in {"ws", "wss"} or not parsed.netloc:
-            raise ValueError(f"expected ws:// or wss:// URLs, got {item!r}")
-        if item not in relays:
-            relays.append(item)
-    return tuple(relays)
-
-
-def _parse_key(text: bytes) -> bytes:
-    """A 32-byte key given as raw bytes or 64 hex characters."""
-    stripped = text.strip()
-    if len(stripped) == 64:
-        try:
-            return bytes.fromhex(stripped.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            pass
-    if len(text) == 32:
-        return text
-    raise ValueError("expected 32 bytes as 64 hex characters")
-
-
-def _credentials_key(env: _Env, data_dir: Path) -> bytes:
-    value = env.raw("CREDENTIALS_KEY")
-    if value is not None:
-        try:
-            return _parse_key(value.encode())
-        except ValueError as exc:
-            raise ConfigError(f"CREDENTIALS_KEY: {exc}") from None
-    cred_dir = env.raw("CREDENTIALS_DIRECTORY")
-    if cred_dir is not None:
-        path = Path(cred_dir) / CREDENTIAL_FILE_NAME
-        if path.exists():
-            try:
-                return _parse_key(path.read_bytes())
-            except (OSError, ValueError) as exc:
-                raise ConfigError(
-                    f"CREDENTIALS_KEY: systemd credential {CREDENTIAL_FILE_NAME}: {exc}"
-                ) from None
+def _parse(row: Variable, name: str, text: str) -> Any:
     try:
-        return _parse_key(read_or_create_secret_file(data_dir / KEY_FILE_NAME, 32, hex_text=True))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"DATA_DIR: cannot use {data_dir / KEY_FILE_NAME}: {exc}") from None
+        return row.kind.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
-def read_or_create_secret_file(path: Path, nbytes: int, hex_text: bool = False) -> bytes:
-    """Return the secret stored at ``path``, creating it with ``nbytes`` random bytes and mode 0600."""
-    if path.exists():
-        return path.read_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    secret = secrets.token_bytes(nbytes)
-    content = secret.hex().encode() if hex_text else secret
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, content)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    return content
+def _check_together(values: dict[str, Any]) -> None:
+    """Rules across variables."""
+    if (values["basic_auth_user"] is None) != (values["basic_auth_pass"] is None):
+        raise ConfigError("BASIC_AUTH_PASS: BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
+    if values["relay_local_reserved"] >= values["relay_max_connections"]:
+        raise ConfigError("RELAY_LOCAL_RESERVED: must be less than RELAY_MAX_CONNECTIONS")
+    if values["node_env"] == "production" and "*" in values["allowed_origins"]:
+        raise ConfigError(
+            "ALLOWED_ORIGINS: * is refused with NODE_ENV=production (as in Igloo Server): list the origins, "
+            f"or {SELF_ORIGIN} for this server's own host"
+        )

@@ -1,8 +1,8 @@
-"""The node's REST API (Igloo Server paths and shapes) and the configure page.
+"""The node's REST API (Igloo Server paths and shapes).
 
-Handlers stay thin: parse and check input (4xx naming the field), call one node method, map
-node errors to status codes (503 no node / not enough peers, 504 timeout, 502 wrong answers).
-Credentials are accepted here and never returned by any endpoint.
+Handlers stay thin: parse input (4xx naming the field), call one node method, map node errors to
+status codes (``handlers.base.node_error_status``: 503 no node / not enough peers, 504 timeout, 502
+wrong answers). Credentials are accepted here and never returned by any endpoint.
 """
 
 from __future__ import annotations
@@ -11,20 +11,8 @@ from typing import Any
 
 import tornado.web
 
-from handlers.base import ApiHandler, BaseHandler
-from node import (
-    NodeError,
-    NodeManager,
-    NodeService,
-    compute_event_id,
-    keytools,
-    nip04,
-    nip44,
-    normalize_pubkey,
-    queue_for,
-    validate_credentials,
-    validate_relays,
-)
+from handlers.base import ApiHandler, node_error_status
+from node import Event, NodeError, NodeManager, NodeService, keytools, validate, validate_credentials
 
 MAX_BODY = 64 * 1024
 
@@ -67,14 +55,15 @@ class NodeApi(ApiHandler):
 
     def node_error(self, exc: NodeError) -> None:
         """Map a node failure to its status code."""
-        self.fail(exc.status, str(exc) or type(exc).__name__)
+        self.fail(node_error_status(exc), str(exc) or type(exc).__name__)
 
 
-def _peer_param(raw: str) -> str:
+def _peer_param(raw: str, field: str) -> str:
+    """A peer pubkey from the path or the body, x-only; 400 naming ``field`` otherwise."""
     try:
-        return normalize_pubkey(tornado.escape.url_unescape(raw))
-    except ValueError:
-        raise tornado.web.HTTPError(400, reason="Peer pubkey must be a 64-character hex string") from None
+        return validate.xonly_pubkey(tornado.escape.url_unescape(raw), field)
+    except ValueError as exc:
+        raise tornado.web.HTTPError(400, reason=str(exc)) from None
 
 
 class PeersApi(NodeApi):
@@ -124,7 +113,7 @@ class PeerPolicyApi(NodeApi):
 
     def _peer(self, raw: str) -> tuple[NodeService, str]:
         service = self.service()
-        pubkey = _peer_param(raw)
+        pubkey = _peer_param(raw, "pubkey")
         if pubkey not in service.peers:
             raise tornado.web.HTTPError(404, reason="Peer is not a member of this group")
         return service, pubkey
@@ -176,7 +165,7 @@ class PingApi(NodeApi):
         if not isinstance(target, str):
             self.fail(400, "Invalid target parameter")
             return
-        pubkey = _peer_param(target)
+        pubkey = _peer_param(target, "target")
         if pubkey not in service.peers:
             self.fail(404, "Peer is not a member of this group")
             return
@@ -196,70 +185,36 @@ class PingApi(NodeApi):
         )
 
 
-def _hex64(value: object) -> str:
-    if not isinstance(value, str) or len(value) != 64 or set(value.lower()) - set("0123456789abcdef"):
-        raise ValueError("message: expected a 32-byte hex event id (or an event object)")
-    return value.lower()
-
-
-def event_id_for(service: NodeService, event: object) -> str:
-    """The NIP-01 id of an event template signed by the group key; ``ValueError`` names the field."""
-    if not isinstance(event, dict):
-        raise ValueError("event: expected an object")
-    kind, created_at = event.get("kind"), event.get("created_at")
-    if not isinstance(kind, int) or isinstance(kind, bool) or not 0 <= kind <= 65535:
-        raise ValueError("event.kind: must be an integer 0..65535")
-    if not isinstance(created_at, int) or isinstance(created_at, bool) or created_at <= 0:
-        raise ValueError("event.created_at: must be a positive integer timestamp")
-    tags = event.get("tags", [])
-    if not isinstance(tags, list) or not all(
-        isinstance(t, list) and all(isinstance(x, str) for x in t) for t in tags
-    ):
-        raise ValueError("event.tags: must be a list of lists of strings")
-    content = event.get("content", "")
-    if not isinstance(content, str):
-        raise ValueError("event.content: must be a string")
-    pubkey = event.get("pubkey")
-    if pubkey is not None and (not isinstance(pubkey, str) or pubkey.lower() != service.group_pubkey):
-        raise ValueError("event.pubkey: must be the group pubkey (or omitted)")
-    return compute_event_id(service.group_pubkey, created_at, kind, tags, content)
-
-
 class SignApi(NodeApi):
-    """POST /api/sign ``{message: hex64}`` or ``{event: {...}}`` → ``{id, signature}``."""
+    """POST /api/sign ``{message: hex64}`` or ``{event: {...}}`` → ``{id, signature}`` (+ ``event``)."""
 
     async def post(self) -> None:
-        """Threshold-sign one message or event id."""
+        """Threshold-sign one message or event template."""
         service = self.service()
         body = self.body()
+        template = body.get("event")
+        event: Event | None = None
         try:
-            if "event" in body and body["event"] is not None:
-                msg_id = event_id_for(service, body["event"])
+            if template is not None:
+                event = await service.sign_event(template)
+                msg_id, signature = event.id, event.sig
             else:
-                msg_id = _hex64(body.get("message"))
-        except ValueError as exc:
-            self.fail(400, str(exc))
-            return
-        try:
-            # Concurrent requests share batched sessions: one co-signer message per batch, not per request.
-            entry = await queue_for(service).sign(msg_id, service.options.sign_timeout)
+                msg_id, _, signature = await service.sign_message(body.get("message"))
         except NodeError as exc:
             self.node_error(exc)
             return
-        except ValueError:
-            self.fail(502, "invalid signature response from node")
+        except ValueError as exc:
+            self.fail(400, str(exc))
             return
-        response: dict[str, Any] = {"id": msg_id, "signature": entry[2]}
-        if "event" in body and body["event"] is not None:
+        response: dict[str, Any] = {"id": msg_id, "signature": signature}
+        if event is not None:
+            signed = event.to_json()
+            # The template's fields as sent (tags and content only when given), then pubkey, id and sig.
             response["event"] = {
-                **{
-                    k: body["event"][k]
-                    for k in ("kind", "created_at", "tags", "content")
-                    if k in body["event"]
-                },
-                "pubkey": service.group_pubkey,
-                "id": msg_id,
-                "sig": entry[2],
+                **{k: signed[k] for k in ("kind", "created_at", "tags", "content") if k in body["event"]},
+                "pubkey": event.pubkey,
+                "id": event.id,
+                "sig": event.sig,
             }
         self.write_json(response)
 
@@ -267,45 +222,23 @@ class SignApi(NodeApi):
 class CipherApi(NodeApi):
     """POST /api/nip44/(encrypt|decrypt) and /api/nip04/(encrypt|decrypt) via threshold ECDH.
 
-    Body ``{peer_pubkey, content}`` (``pubkey`` also accepted) → ``{result}``. NIP-44 uses the
-    HKDF conversation key of the shared x; NIP-04 uses the raw shared x as the AES key.
+    Body ``{peer_pubkey, content}`` (``pubkey`` also accepted) → ``{result}``; ``NodeService.encrypt`` /
+    ``decrypt`` do the ECDH round and the scheme's key derivation.
     """
 
     async def post(self, scheme: str, mode: str) -> None:
         """Encrypt or decrypt ``content`` with the peer."""
         service = self.service()
         body = self.body()
-        raw_peer = body.get("peer_pubkey", body.get("pubkey"))
+        peer, content = body.get("peer_pubkey", body.get("pubkey")), body.get("content")
+        run = service.encrypt if mode == "encrypt" else service.decrypt
         try:
-            peer = normalize_pubkey(raw_peer)
-        except ValueError:
-            self.fail(400, "peer_pubkey: must be a 64-hex x-only (or 66-hex compressed) public key")
-            return
-        content = body.get("content")
-        if not isinstance(content, str) or (mode == "encrypt" and not content and scheme == "nip44"):
-            self.fail(400, "content: must be a non-empty string")
-            return
-        try:
-            shared = await service.ecdh(peer)
+            result = await run(scheme, peer, content)
         except NodeError as exc:
             self.node_error(exc)
             return
         except ValueError as exc:
-            self.fail(400, f"peer_pubkey: {exc}")
-            return
-        shared_x = shared[1:]
-        try:
-            if scheme == "nip44":
-                key = nip44.conversation_key_from_shared_x(shared_x)
-                result = nip44.encrypt_gen(key, content) if mode == "encrypt" else nip44.decrypt(key, content)
-            else:
-                result = (
-                    nip04.encrypt_gen(shared_x, content)
-                    if mode == "encrypt"
-                    else nip04.decrypt(shared_x, content)
-                )
-        except ValueError as exc:
-            self.fail(400, f"content: {exc}")
+            self.fail(400, str(exc))
             return
         self.write_json({"result": result})
 
@@ -341,29 +274,18 @@ class RecoverValidateApi(NodeApi):
 
     def post(self) -> None:
         """``{success, validation: {isValid, message}, decoded}``."""
-        from node.crypto.credentials import decode_group, decode_share
-
         body = self.body()
         kind, credential = body.get("type"), body.get("credential")
         if not kind or not isinstance(credential, str):
             self.write_json({"success": False, "error": "Missing type or credential"}, status=400)
             return
+        if kind not in ("group", "share"):
+            error = 'Invalid type. Must be "group" or "share"'
+            self.write_json({"success": False, "error": error}, status=400)
+            return
         decoded: dict[str, Any] | None = None
         try:
-            if kind == "group":
-                group = decode_group(credential.strip())
-                decoded = {"threshold": group.threshold, "totalShares": len(group.commits), "idx": None}
-            elif kind == "share":
-                decoded = {
-                    "threshold": None,
-                    "totalShares": None,
-                    "idx": decode_share(credential.strip()).idx,
-                }
-            else:
-                self.write_json(
-                    {"success": False, "error": 'Invalid type. Must be "group" or "share"'}, status=400
-                )
-                return
+            decoded = keytools.describe_credential(kind, credential)
             validation = {"isValid": True, "message": f"Valid {kind} credential"}
         except ValueError:
             validation = {"isValid": False, "message": f"Invalid {kind} credential"}
@@ -381,7 +303,7 @@ class EnvApi(NodeApi):
                 "RELAYS": manager.relays(),
                 "hasCredentials": manager.has_credentials(),
                 "credentialsSource": manager.source,
-                "FROSTR_SIGN_TIMEOUT": manager.options.sign_timeout,
+                "FROSTR_SIGN_TIMEOUT": round(manager.options.sign_timeout * 1000),  # milliseconds
             }
         )
 
@@ -391,7 +313,7 @@ class EnvApi(NodeApi):
         allowed = {"GROUP_CRED", "SHARE_CRED", "RELAYS"}
         rejected = sorted(k for k in body if k not in allowed)
         try:
-            relays = validate_relays(body.get("RELAYS")) if "RELAYS" in body else None
+            relays = validate.relay_urls(body.get("RELAYS")) if "RELAYS" in body else None
             if "GROUP_CRED" not in body and "SHARE_CRED" not in body:
                 if relays is None:
                     raise ValueError("GROUP_CRED: required (with SHARE_CRED)")
@@ -461,48 +383,7 @@ class DemoApi(NodeApi):
         self.write_json({"success": True, "demo": True, "groupPubkey": service.group_pubkey})
 
 
-class ConfigurePage(BaseHandler):
-    """GET/POST /configure: credentials and relays in a form (XSRF-protected)."""
-
-    def get(self) -> None:
-        """Show the form (never pre-filled with credentials)."""
-        if not self.require_page_auth():
-            return
-        self._show()
-
-    def _show(self, error: str | None = None, saved: bool = False, status: int = 200) -> None:
-        manager: NodeManager | None = self.node
-        self.set_status(status)
-        self.render_page(
-            "configure.html",
-            error=error,
-            saved=saved,
-            has_credentials=bool(manager and manager.has_credentials()),
-            relays="\n".join(manager.relays() if manager else []),
-            status=manager.status() if manager else {},
-        )
-
-    async def post(self) -> None:
-        """Validate and apply; re-show the form with the error naming the field."""
-        if not self.require_page_auth():
-            return
-        manager: NodeManager | None = self.node
-        if manager is None:
-            raise tornado.web.HTTPError(503, reason="Node not available")
-        group = self.get_body_argument("group_cred", "")
-        share = self.get_body_argument("share_cred", "")
-        relays_text = self.get_body_argument("relays", "")
-        try:
-            relays = validate_relays([line for line in relays_text.replace(",", "\n").splitlines()])
-            await manager.apply_credentials(group, share, relays or None)
-        except ValueError as exc:
-            self._show(error=str(exc), status=400)
-            return
-        self._show(saved=True)
-
-
 ROUTES: list[tuple[Any, ...]] = [
-    (r"/configure", ConfigurePage),
     (r"/api/peers", PeersApi),
     (r"/api/peers/self", PeersSelfApi),
     (r"/api/peers/group", PeersGroupApi),

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from handlers.base import ApiHandler, AuthMixin, BaseHandler, Principal, constant_time_equal
+from node import Clock
 from store.users import User, UserError
 
 SETUP_TOKEN_FILE = "setup-token"  # noqa: S105 - a file name, not a secret
@@ -21,11 +22,12 @@ LOCKED_MESSAGE = (
 
 
 class LoginLimiter:
-    """Counts failed logins per client address in a sliding window."""
+    """Counts failed logins per client address in a sliding window of ``window`` seconds of ``clock``."""
 
-    def __init__(self, max_failures: int, window: float) -> None:
+    def __init__(self, max_failures: int, window: float, clock: Clock = time.monotonic) -> None:
         self.max_failures = max_failures
         self.window = window
+        self._clock = clock
         self._failures: dict[str, deque[float]] = {}
 
     def _prune(self, key: str, now: float) -> deque[float] | None:
@@ -41,7 +43,7 @@ class LoginLimiter:
 
     def retry_after(self, key: str) -> int:
         """Seconds until ``key`` may try again (0 = allowed now)."""
-        now = time.monotonic()
+        now = self._clock()
         stamps = self._prune(key, now)
         if stamps is None or len(stamps) < self.max_failures:
             return 0
@@ -49,7 +51,7 @@ class LoginLimiter:
 
     def fail(self, key: str) -> None:
         """Record one failed attempt."""
-        now = time.monotonic()
+        now = self._clock()
         self._prune(key, now)
         if len(self._failures) > 100_000:  # bound memory under a spray of addresses
             self._failures.clear()
@@ -302,7 +304,7 @@ class AuthStatusApi(ApiHandler):
         if principal is not None:
             body["username"] = principal.username
             if principal.expires_at is not None:
-                body["expiresIn"] = max(0, int(principal.expires_at - time.time()))
+                body["expiresIn"] = max(0, int(principal.expires_at - self.sessions.clock()))
         self.write_json(body)
 
 

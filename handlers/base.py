@@ -17,6 +17,8 @@ import tornado.web
 from markupsafe import Markup
 
 from config.settings import Settings
+from handlers.event_hub import EventHub
+from node import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
 from store.db import Database
 from store.sessions import SessionStore
 from store.users import UserStore
@@ -26,10 +28,28 @@ log = logging.getLogger("igloo.http")
 SESSION_COOKIE = "igloo_session"
 CREDENTIAL_HEADERS = ("X-API-Key", "Authorization", "X-Session-ID")
 
+# Igloo's version, looked up once here: pages, /api/status and the start-up log use it, and so should any
+# other place that shows it.
 try:
     VERSION = metadata.version("igloo")
 except metadata.PackageNotFoundError:  # running from a checkout that was never installed
     VERSION = "0.1.0"
+
+# Node failures by kind: the one place that decides their HTTP status (the node knows nothing of HTTP).
+NODE_ERROR_STATUS: tuple[tuple[type[NodeError], int], ...] = (
+    (NodeUnavailable, 503),  # not running, not enough peers
+    (NodeTimeout, 504),  # peers did not answer in time
+    (PeerResponseError, 502),  # peers answered wrongly
+    (RelayUnavailable, 502),  # no relay accepted the request
+)
+
+
+def node_error_status(exc: NodeError) -> int:
+    """The HTTP status code for a node failure (500 for a kind not listed)."""
+    for kind, status in NODE_ERROR_STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
 
 
 @dataclass(frozen=True)
@@ -78,9 +98,10 @@ class AuthMixin(tornado.web.RequestHandler):
         return value
 
     @property
-    def events(self) -> Any:
-        """The EventHub (typed loosely here to keep handlers/base free of a cycle)."""
-        return self.application.settings["events"]
+    def events(self) -> EventHub:
+        """The one event publisher."""
+        hub: EventHub = self.application.settings["events"]
+        return hub
 
     @property
     def node(self) -> Any:
@@ -181,14 +202,14 @@ class AuthMixin(tornado.web.RequestHandler):
         return any(name in self.request.headers for name in CREDENTIAL_HEADERS)
 
     def set_session_cookie(self, session_id: str) -> None:
-        """Send the signed, HttpOnly, SameSite=Strict session cookie (Secure over https)."""
+        """Send the signed, HttpOnly, SameSite=Strict session cookie (Secure over https or in production)."""
         self.set_signed_cookie(
             SESSION_COOKIE,
             session_id,
             expires_days=None,
             httponly=True,
             samesite="Strict",
-            secure=self.request.protocol == "https",
+            secure=self.request.protocol == "https" or self.config.production,
             path="/",
         )
 

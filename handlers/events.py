@@ -1,36 +1,35 @@
-"""The live event stream at /api/events: EventHub (the one publisher) and EventStreamHandler (one socket).
+"""The live event stream at /api/events: EventStreamHandler, one socket per client, and the legacy 426.
 
-Every published event is serialized once, kept in the persisted ring, wrapped in one WebSocket frame, and
-that same frame is written to every open (uncompressed) socket. Per-connection frames (greeting, pong,
-error reply, gap notice) carry ``"seq": null``.
+Before the upgrade the handler authenticates, checks the connection caps with the hub and the Origin; a plain
+GET gets Igloo Server's 401/426 answers. After it, the socket greets, replays what the client missed, joins
+the class-level set ``open_sockets`` (the hub fans events out to its members), answers ``ping``/``resume``
+commands under a rate limit, and is closed when it falls too far behind.
 
-An event is stored before it is delivered: ``publish`` queues the event, and once per IOLoop turn the queued
-events are written to SQLite in one transaction (WAL, synchronous=NORMAL: a commit survives the process being
-killed) and only then fanned out. When the database cannot be written (locked, disk full) events are still
-delivered from memory, an ``error`` event says so, and the write is retried every ``STORAGE_RETRY`` seconds.
+The publisher is ``handlers/event_hub.py``, the frame format ``handlers/event_frames.py``, and the direct
+``send()`` under Tornado's public API ``handlers/ws_direct.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import secrets
-import socket
-import struct
-import time
-from collections.abc import Callable
-from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
-import tornado.ioloop
 import tornado.iostream
 import tornado.websocket
 
-from config.settings import Settings
 from handlers.base import AuthMixin, Principal
-from store.events import EventRing, StoredEvent
-from store.sessions import SessionStore
+from handlers.event_frames import (
+    CLOSE_POLICY,
+    CLOSE_TOO_SLOW,
+    encode_payload,
+    frame_body,
+    websocket_text_frame,
+)
+from handlers.event_hub import EventHub
+from handlers.ws_direct import DirectSender
+from node import TokenBucket
+from store.events import StoredEvent
 
 log = logging.getLogger("igloo.events")
 
@@ -40,251 +39,7 @@ MAX_CLIENT_FRAME = 4096
 # a client that stops reading, memory WS_MAX_BUFFER does not count and that delays the 1013 close by minutes;
 # 64 KiB still carries thousands of events per second to a client 100 ms away.
 SOCKET_SEND_BUFFER = 64 * 1024
-COALESCE_MIN_CLIENTS = 64  # below this many stream clients, sending at once costs less than waiting
-STORAGE_RETRY = 1.0  # seconds between attempts to write the event log while the database refuses writes
 CREDENTIAL_PROTOCOLS = ("apikey.", "bearer.", "session.")
-
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_TOO_SLOW = 1013
-CLOSE_AUTH_ENDED = 4401
-
-
-def utc_now_iso() -> str:
-    """The current time as ISO-8601 UTC with milliseconds (``...Z``)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, BaseException):
-        return {"name": type(value).__name__, "message": str(value)}
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    return str(value)
-
-
-def encode_payload(body: dict[str, Any]) -> bytes:
-    """Serialize one frame body to compact UTF-8 JSON (data made JSON-safe, never failing)."""
-    try:
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode()
-    except UnicodeEncodeError:
-        pass  # a lone surrogate somewhere: ASCII-escaped JSON still carries it faithfully
-    except (ValueError, TypeError, RecursionError):
-        body = dict(body, data={"error": "event data could not be serialized"})
-    try:
-        return json.dumps(body, separators=(",", ":"), default=_json_default).encode("ascii")
-    except (ValueError, TypeError, RecursionError):
-        safe = dict(body, data={"error": "event data could not be serialized"})
-        return json.dumps(safe, separators=(",", ":"), default=str).encode("ascii")
-
-
-def websocket_text_frame(payload: bytes) -> bytes:
-    """One unmasked, unfragmented WebSocket text frame (server to client, RFC 6455 §5.2)."""
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", 0x81, size)
-    elif size <= 0xFFFF:
-        header = struct.pack("!BBH", 0x81, 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, size)
-    return header + payload
-
-
-def frame_body(type_: str, message: str, data: object = None, seq: int | None = None) -> dict[str, Any]:
-    """The standard frame shape."""
-    return {
-        "type": type_,
-        "message": message,
-        "data": data,
-        "timestamp": utc_now_iso(),
-        "id": secrets.token_hex(8),
-        "seq": seq,
-    }
-
-
-class EventHub:
-    """Publishes node and server events to the ring and to every open event socket of this app."""
-
-    def __init__(self, config: Settings, ring: EventRing, sessions: SessionStore | None = None) -> None:
-        self.config = config
-        self.ring = ring
-        self.sessions = sessions
-        self.connection_count = 0
-        self._per_ip: dict[str, int] = {}
-        self._reserved = 0
-        self._retry_handle: object | None = None
-        self._outbox: list[tuple[int, bytes, bytes]] = []
-        self._tick_scheduled = False
-        self.storage_error: str | None = None  # why the event log cannot be written right now
-        self._sweeper: tornado.ioloop.PeriodicCallback | None = None
-        self._listeners: list[Callable[[dict[str, Any]], None]] = []
-
-    # --- lifecycle ---------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Start the periodic session-expiry sweep (call on the IOLoop)."""
-        if self.sessions is not None and self.config.auth_enabled and self._sweeper is None:
-            interval = max(0.25, min(30.0, self.config.session_timeout / 4))
-            self._sweeper = tornado.ioloop.PeriodicCallback(self.sweep_sessions, interval * 1000)
-            self._sweeper.start()
-
-    def stop(self) -> None:
-        """Stop timers and flush the ring to SQLite."""
-        if self._sweeper is not None:
-            self._sweeper.stop()
-            self._sweeper = None
-        if self._retry_handle is not None:
-            tornado.ioloop.IOLoop.current().remove_timeout(self._retry_handle)
-            self._retry_handle = None
-        self.ring.flush()
-
-    @property
-    def last_seq(self) -> int:
-        """The newest event's seq."""
-        return self.ring.last_seq
-
-    def sockets(self) -> list[EventStreamHandler]:
-        """The open sockets belonging to this hub."""
-        return [s for s in EventStreamHandler.open_sockets if s.hub is self]
-
-    # --- publishing --------------------------------------------------------------------------------
-
-    def publish(self, type: str, message: str, data: object = None) -> dict[str, Any]:
-        """Record an event and send it to every open socket. Call on the IOLoop thread.
-
-        Returns the frame as clients receive it (with its ``seq``). ``data`` must not carry secrets; bytes
-        become hex, dates ISO strings, exceptions ``{name, message}``.
-        """
-        seq = self.ring.next_seq()
-        payload = encode_payload(frame_body(type, message, data, seq))
-        body: dict[str, Any] = json.loads(payload)  # exactly what clients receive (data made JSON-safe)
-        self.ring.append(StoredEvent(seq, payload))
-        self._outbox.append((seq, payload, websocket_text_frame(payload)))
-        if not self._tick_scheduled:
-            self._tick_scheduled = True
-            loop = tornado.ioloop.IOLoop.current()
-            if self.connection_count >= COALESCE_MIN_CLIENTS and self.config.ws_coalesce_ms > 0:
-                # Each write costs one send() per client: with many clients, let a burst (a sign answer is
-                # two events about 1 ms apart) share it, at the price of a few milliseconds.
-                loop.call_later(self.config.ws_coalesce_ms / 1000, self._deliver)
-            else:
-                loop.add_callback(self._deliver)
-        for listener in list(self._listeners):
-            try:
-                listener(body)
-            except Exception:
-                log.exception("event listener failed")
-        return body
-
-    def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
-        """Call ``listener(body)`` for every published event (in-process consumers, tests)."""
-        self._listeners.append(listener)
-
-    def _deliver(self) -> None:
-        """Once per IOLoop turn: write the queued events to SQLite, then send them to every socket."""
-        self._tick_scheduled = False
-        batch, self._outbox = self._outbox, []
-        self.make_durable()
-        if not batch:
-            return
-        sockets = [s for s in EventStreamHandler.open_sockets if s.hub is self]
-        first, last = batch[0][0], batch[-1][0]
-        # One write (one syscall) per socket per turn: the turn's frames joined once for all sockets.
-        joined = batch[0][2] if len(batch) == 1 else b"".join(frame for _, _, frame in batch)
-        for sock in sockets:
-            if sock.sent_upto < first and not sock.compressed:
-                sock.sent_upto = last
-                sock.send_shared(joined, b"")
-                continue
-            for seq, payload, frame in batch:
-                if seq > sock.sent_upto:  # a socket opened this turn already got it in its replay
-                    sock.sent_upto = seq
-                    sock.send_shared(frame, payload)
-
-    def make_durable(self) -> None:
-        """Write every queued event to SQLite now (skipped while a storage fault waits for its retry)."""
-        if self._retry_handle is not None or not self.ring.pending:
-            return
-        self.ring.flush()
-        if self.ring.pending:
-            self._storage_failed(self.ring.last_error or "write failed")
-        elif self.storage_error is not None:
-            self.storage_error = None
-            self.publish("info", "Event log is being written again", {"pending": 0})
-
-    def _storage_failed(self, reason: str) -> None:
-        first = self.storage_error is None
-        self.storage_error = reason
-        self._retry_handle = tornado.ioloop.IOLoop.current().call_later(STORAGE_RETRY, self._retry)
-        if first:
-            self.publish(
-                "error",
-                f"Event log cannot be written: {reason}",
-                {"reason": reason, "pending": self.ring.pending},
-            )
-
-    def _retry(self) -> None:
-        self._retry_handle = None
-        self.make_durable()
-
-    # --- connection accounting ---------------------------------------------------------------------
-
-    def reserve(self, ip: str) -> int:
-        """Claim a connection slot for ``ip``: 0 when granted, else the HTTP status to refuse with."""
-        if self._per_ip.get(ip, 0) >= self.config.ws_max_per_ip:
-            return 429
-        if self._reserved >= self.config.ws_max_connections:
-            return 503
-        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
-        self._reserved += 1
-        return 0
-
-    def release(self, ip: str) -> None:
-        """Give back a slot claimed by ``reserve``."""
-        count = self._per_ip.get(ip, 0) - 1
-        if count > 0:
-            self._per_ip[ip] = count
-        else:
-            self._per_ip.pop(ip, None)
-        self._reserved = max(0, self._reserved - 1)
-
-    # --- ending connections ------------------------------------------------------------------------
-
-    def end_session(self, session_hash: bytes) -> int:
-        """Close (4401) every socket authenticated by this session; return how many."""
-        closed = 0
-        for sock in self.sockets():
-            if sock.session_hash == session_hash:
-                sock.close_with(CLOSE_AUTH_ENDED, "authentication ended")
-                closed += 1
-        return closed
-
-    def sweep_sessions(self) -> None:
-        """Close sockets whose session expired or was deleted."""
-        if self.sessions is None:
-            return
-        hashes = {s.session_hash for s in self.sockets() if s.session_hash is not None}
-        if not hashes:
-            return
-        alive = self.sessions.live_hashes(hashes)
-        for dead in hashes - alive:
-            self.end_session(dead)
-
-    def sockets_pending_close(self) -> int:
-        """Upgraded or upgrading connections that have not finished closing."""
-        return self._reserved
-
-    def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> int:
-        """Close every socket of this hub; return how many."""
-        socks = self.sockets()
-        for sock in socks:
-            sock.close_with(code, reason)
-        return len(socks)
 
 
 class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
@@ -298,14 +53,15 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
     _slot_ip: str | None = None
     _floor = 0
     _compressed = False
-    _direct: tuple[socket.socket, Any] | None = None  # (socket, the stream's write buffer) for direct sends
+    _wire: DirectSender | None = None  # set on open: direct send() and the stream's backlog
     sent_upto = 0  # highest seq this socket has been sent (live fan-out skips what the replay sent)
 
     def initialize(self) -> None:
         """Per-request state."""
         self.hub = None
-        self._tokens = 2.0 * self.config.ws_client_rate
-        self._token_time = time.monotonic()
+        # frames/s, bursts of WS_MSG_BURST (twice the rate unless set)
+        self._commands = TokenBucket(self.config.ws_client_rate, self.config.ws_client_burst,
+                                     clock=self.event_hub.clock)
 
     @property
     def event_hub(self) -> EventHub:
@@ -426,20 +182,14 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         """Greet, replay what the client missed (or the recent events), then join the live set."""
+        assert self.ws_connection is not None  # open() runs on an upgraded connection
+        wire = self._wire = DirectSender(self.ws_connection)
         if not self._origin_ok:
             self.close_with(CLOSE_POLICY, "origin not allowed")
             return
-        conn = self.ws_connection
         self.set_nodelay(True)  # a frame must not wait for the ACK of the previous one (Nagle, up to 40 ms)
-        sock = getattr(getattr(conn, "stream", None), "socket", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
-        self._compressed = getattr(conn, "_compressor", None) is not None
-        stream = getattr(conn, "stream", None)
-        buffer = getattr(stream, "_write_buffer", None)
-        if not self._compressed and type(stream) is tornado.iostream.IOStream and buffer is not None:
-            self._direct = (stream.socket, buffer)
+        wire.cap_kernel_buffer(SOCKET_SEND_BUFFER)
+        self._compressed = wire.is_compressed
         hub = self.event_hub
         hub.make_durable()  # the replay below may include events queued this turn: store them first
         self.sent_upto = hub.last_seq
@@ -505,18 +255,11 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         if conn is None or conn.is_closing():
             self._unregister()
             return
-        direct = self._direct
-        if direct is not None and not len(direct[1]):
-            # Nothing queued: hand the frame to the kernel now. IOStream.write costs a Future and buffer
-            # bookkeeping per call (about 10 µs per socket per event); only a remainder the kernel does not
-            # take goes through the stream, so frames stay in order and errors surface the stream's way.
-            try:
-                sent = direct[0].send(frame)
-            except OSError:  # would block, or the connection failed: the stream's write reports it
-                sent = 0
-            if sent == len(frame):
+        wire = self._wire
+        if wire is not None:
+            frame = wire.try_send(frame)  # nothing queued: the kernel takes what it can now
+            if not frame:
                 return
-            frame = frame[sent:]
         stream: tornado.iostream.IOStream | None = getattr(conn, "stream", None)
         if stream is None:
             self._unregister()
@@ -532,15 +275,16 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         except Exception:  # one socket's failure never reaches the others
             log.exception("event socket write failed")
             self._unregister()
-            conn._abort()
+            if wire is not None:
+                wire.abort()
             return
-        if check_buffer and self._unsent_bytes(stream) > self.config.ws_max_buffer:
+        if check_buffer and self.unsent_bytes() > self.config.ws_max_buffer:
             self.close_with(CLOSE_TOO_SLOW, "too slow: reconnect and resume")
 
-    @staticmethod
-    def _unsent_bytes(stream: tornado.iostream.BaseIOStream) -> int:
-        buffer = getattr(stream, "_write_buffer", None)
-        return len(buffer) if buffer is not None else 0
+    def unsent_bytes(self) -> int:
+        """Bytes written to this socket that the kernel has not taken yet (the client's backlog)."""
+        wire = self._wire
+        return wire.unsent_bytes() if wire is not None else 0
 
     def send_own(self, body: dict[str, Any]) -> None:
         """Send a per-connection frame (``seq`` null)."""
@@ -551,7 +295,7 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
 
     def on_message(self, message: str | bytes) -> None:
         """Handle ``resume`` and ``ping``; answer anything else with an ``error`` frame."""
-        if not self._take_token():
+        if not self._commands.take():
             self.close_with(CLOSE_POLICY, "too many messages")
             return
         if isinstance(message, bytes):
@@ -582,16 +326,6 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
             self.send_own(self._gap_notice(replay.gap[0], min(replay.gap[1], floor)))
         self._send_stored([e for e in replay.events if e.seq <= floor])
         self._floor = since
-
-    def _take_token(self) -> bool:
-        rate = float(self.config.ws_client_rate)
-        now = time.monotonic()
-        self._tokens = min(2 * rate, self._tokens + (now - self._token_time) * rate)
-        self._token_time = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
     def _reply_error(self, message: str) -> None:
         self.send_own(frame_body("error", message))

@@ -1,8 +1,9 @@
 """The signing node: the only surface ``server.py`` and ``handlers/`` import."""
 
-from node import keytools
+from node import keytools, validate
+from node.errors import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
 from node.events import NodeEvent, safe_data
-from node.manager import NodeManager, validate_credentials, validate_relays
+from node.manager import NodeManager, validate_credentials
 from node.nostr import nip04, nip44
 from node.nostr.event import Event, compute_event_id, verify_event
 from node.nostr.filters import Filter
@@ -20,23 +21,14 @@ from node.nostr.messages import (
     parse_client_message,
     sub_id_prefix,
 )
-from node.peers import normalize_pubkey
-from node.ratelimit import TokenBucket
-from node.service import (
-    NodeError,
-    NodeOptions,
-    NodeService,
-    NodeTimeout,
-    NodeUnavailable,
-    PeerResponseError,
-    RelayUnavailable,
-)
-from node.sign_queue import queue_for
+from node.ratelimit import Clock, TokenBucket
+from node.service import NodeOptions, NodeService
 
 __all__ = [
     "ClientClose",
     "ClientEvent",
     "ClientReq",
+    "Clock",
     "Event",
     "Filter",
     "InvalidEventMessage",
@@ -60,12 +52,10 @@ __all__ = [
     "keytools",
     "nip04",
     "nip44",
-    "normalize_pubkey",
     "parse_client_message",
-    "queue_for",
     "safe_data",
     "sub_id_prefix",
+    "validate",
     "validate_credentials",
-    "validate_relays",
     "verify_event",
 ]

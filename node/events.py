@@ -1,9 +1,12 @@
-"""Node events and the one function that decides what may leave the node.
+"""Node events and the one JSON-safe converter, which decides what may leave the node.
 
 Every event the node emits goes through :func:`safe_data`, which turns its payload into
 JSON-safe data (dates as ISO strings, bytes as hex, errors as ``{name, message}``,
 depth- and size-limited) and redacts anything that looks like a secret: fields named like
 secrets, and strings that are encoded shares or nsecs.
+
+The event stream's frame encoder (``handlers/event_frames.py``) uses it too, as ``json.dumps``'s
+``default``: any value JSON has no type for, in any event, is converted here and nowhere else.
 """
 
 from __future__ import annotations

@@ -5,14 +5,13 @@ Errors are ``ValueError`` with a message fit to show a user; none contains a sec
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from node.crypto import credentials, curve
 from node.crypto import keygen as dealer
 from node.nostr import nip19
+from node.validate import is_hex
 
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 MAX_MEMBERS = 100
 
 
@@ -26,7 +25,7 @@ def parse_secret(text: str) -> bytes:
             return nip19.nsec_decode(value)
         except ValueError:
             raise ValueError("secret key is not a valid nsec") from None
-    if not _HEX64.fullmatch(value):
+    if not is_hex(value.lower(), 32):
         raise ValueError("secret key must be an nsec1… string or 64 hex characters")
     key = bytes.fromhex(value)
     if not 0 < int.from_bytes(key, "big") < curve.N:
@@ -59,3 +58,17 @@ def recover(group: str, shares: list[str]) -> str:
         except ValueError as exc:
             raise ValueError(f"share {n}: {exc}") from None
     return nip19.nsec_encode(dealer.recover_secret(pkg, parsed))
+
+
+def describe_credential(kind: str, credential: str) -> dict[str, int | None]:
+    """What a ``bfgroup``/``bfshare`` string holds: ``{threshold, totalShares, idx}`` (None where n/a).
+
+    ``kind`` is "group" or "share"; ``ValueError`` when the credential does not decode (never echoing it).
+    """
+    if kind == "group":
+        group = credentials.decode_group(credential.strip())
+        return {"threshold": group.threshold, "totalShares": len(group.commits), "idx": None}
+    if kind == "share":
+        share = credentials.decode_share(credential.strip())
+        return {"threshold": None, "totalShares": None, "idx": share.idx}
+    raise ValueError('type: must be "group" or "share"')

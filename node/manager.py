@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ from node.crypto.credentials import (
 from node.crypto.keygen import generate_dealer_pkg_gen
 from node.events import Emit, safe_data
 from node.nostr.nip19 import npub_encode
-from node.policy import BudgetLedger, PolicyStore
+from node.policy import BudgetLedger, ConfiguredPolicy, PolicyStore
 from node.service import NodeOptions, NodeService, PoolFactory
 
 
@@ -61,29 +61,6 @@ def validate_credentials(group_cred: object, share_cred: object) -> tuple[GroupP
     return group, share
 
 
-def validate_relays(relays: object) -> list[str]:
-    """A list of ws:// or wss:// URLs (a JSON list or a comma-separated string)."""
-    if relays is None:
-        return []
-    items = relays.split(",") if isinstance(relays, str) else relays
-    if not isinstance(items, list):
-        raise ValueError("RELAYS: expected a list of relay URLs")
-    out: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ValueError("RELAYS: every relay must be a string")
-        url = item.strip()
-        if not url:
-            continue
-        if not url.startswith(("ws://", "wss://")) or len(url) > 512:
-            raise ValueError("RELAYS: relay URLs must start with ws:// or wss://")
-        if url not in out:
-            out.append(url)
-    if len(out) > 32:
-        raise ValueError("RELAYS: at most 32 relays")
-    return out
-
-
 def default_pool_factory() -> PoolFactory:
     """The real relay pool (imported late so tests can run without it)."""
     from node.transport.pool import RelayPool
@@ -107,6 +84,7 @@ class NodeManager:
         budget_ledger: BudgetLedger | None = None,
         pool_factory: PoolFactory | Callable[[], PoolFactory] | None = None,
         demo_enabled: bool = True,
+        peer_policies: Sequence[ConfiguredPolicy] = (),
     ) -> None:
         self._emit = emit
         self.options = options
@@ -117,6 +95,7 @@ class NodeManager:
         self._budget_ledger = budget_ledger
         self._pool_factory = pool_factory
         self.demo_enabled = demo_enabled
+        self._peer_policies = tuple(peer_policies)  # PEER_POLICIES, applied to every non-demo node
         self.service: NodeService | None = None
         self.source: str | None = None  # "env" | "stored" | "demo"
         self._demo_peers: list[NodeService] = []
@@ -211,9 +190,20 @@ class NodeManager:
                 policy_store=None if source == "demo" else self._policy_store,
                 budget_ledger=None if source == "demo" else self._budget_ledger,
             )
+            if source != "demo" and self._peer_policies:
+                self._apply_peer_policies(service)
             await service.start()
             self.service, self.source = service, source
             return service
+
+    def _apply_peer_policies(self, service: NodeService) -> None:
+        unknown = service.policies.apply_configured(self._peer_policies)
+        applied = len(self._peer_policies) - len(unknown)
+        self.emit("info", f"Applied {applied} peer policies from PEER_POLICIES", {"count": applied})
+        if unknown:
+            # A typo here would leave a peer the operator meant to block unblocked: say so loudly.
+            self.emit("warn", "PEER_POLICIES names keys that are not peers of this group: no effect for them",
+                      {"pubkeys": unknown})
 
     async def start_demo(self, relay_url: str) -> NodeService:
         """A fresh 2-of-3 group: this node on share 1, two in-process peers on shares 2 and 3."""

@@ -9,21 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 
-def normalize_pubkey(text: object) -> str:
-    """A peer pubkey as 64 lowercase hex characters (x-only); accepts a 02/03-prefixed key.
-
-    Raises ``ValueError`` for anything else.
-    """
-    if not isinstance(text, str):
-        raise ValueError("pubkey must be a hex string")
-    hexkey = text.strip().lower()
-    if len(hexkey) == 66 and hexkey[:2] in ("02", "03"):
-        hexkey = hexkey[2:]
-    if len(hexkey) != 64 or any(c not in "0123456789abcdef" for c in hexkey):
-        raise ValueError("pubkey must be a 64-character hex string")
-    return hexkey
-
-
 def iso(ts: float | None) -> str | None:
     """Unix seconds as an ISO-8601 UTC string (millisecond precision), or None."""
     if ts is None:

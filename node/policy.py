@@ -50,6 +50,21 @@ class PolicyStore(Protocol):
     def delete_policy(self, pubkey: str) -> bool: ...
 
 
+class ConfiguredPolicy(Protocol):
+    """A policy from the server's configuration (PEER_POLICIES); None leaves a direction as it is."""
+
+    @property
+    def pubkey(self) -> str: ...
+    @property
+    def send(self) -> bool | None: ...
+    @property
+    def recv(self) -> bool | None: ...
+    @property
+    def label(self) -> str | None: ...
+    @property
+    def note(self) -> str | None: ...
+
+
 class PolicyBook:
     """Policies of the group's peers: explicit entries over the default ``{send, recv} = true``."""
 
@@ -63,6 +78,7 @@ class PolicyBook:
         self._store = store
         self._clock = clock
         self._explicit: dict[str, StoredPolicy] = {}
+        self._configured: dict[str, ConfiguredPolicy] = {}  # entries whose current state came from config
         if store is not None:
             for entry in store.load_policies():
                 if entry.pubkey in self._peers:
@@ -79,6 +95,27 @@ class PolicyBook:
         """The stored entry for ``pubkey``, if any."""
         return self._explicit.get(pubkey)
 
+    def apply_configured(self, policies: Iterable[ConfiguredPolicy]) -> list[str]:
+        """Apply configured policies over the stored ones, in memory only; return the keys that are not peers.
+
+        A direction the entry leaves as None keeps its stored (or default) value. A later ``set`` or
+        ``remove`` from the dashboard replaces the configured entry until the next start.
+        """
+        unknown = []
+        for policy in policies:
+            if policy.pubkey not in self._peers:
+                unknown.append(policy.pubkey)
+                continue
+            current = self.get(policy.pubkey)
+            self._explicit[policy.pubkey] = StoredPolicy(
+                policy.pubkey,
+                current.send if policy.send is None else policy.send,
+                current.recv if policy.recv is None else policy.recv,
+                self._clock(),
+            )
+            self._configured[policy.pubkey] = policy
+        return unknown
+
     def set(self, pubkey: str, *, send: bool | None = None, recv: bool | None = None) -> PeerPolicy:
         """Set one or both flags for a group peer; the other keeps its current value."""
         if pubkey not in self._peers:
@@ -93,6 +130,7 @@ class PolicyBook:
         if self._store is not None:
             self._store.save_policy(entry)  # first: a refused write must not leave a policy only in memory
         self._explicit[pubkey] = entry
+        self._configured.pop(pubkey, None)
         return self.get(pubkey)
 
     def remove(self, pubkey: str) -> bool:
@@ -102,21 +140,23 @@ class PolicyBook:
         if self._store is not None:
             self._store.delete_policy(pubkey)
         del self._explicit[pubkey]
+        self._configured.pop(pubkey, None)
         return True
 
     def summary(self, pubkey: str) -> dict[str, Any]:
         """Igloo Server's policy shape for one peer."""
         entry = self._explicit.get(pubkey)
         effective = self.get(pubkey)
+        configured = self._configured.get(pubkey)
         return {
             "pubkey": pubkey,
             "normalizedPubkey": pubkey,
             "allowSend": entry.send if entry else None,
             "allowReceive": entry.recv if entry else None,
             "status": "explicit" if entry else "default",
-            "label": None,
-            "note": None,
-            "source": "user" if entry else None,
+            "label": configured.label if configured else None,
+            "note": configured.note if configured else None,
+            "source": ("config" if configured else "user") if entry else None,
             "lastUpdated": iso(entry.updated) if entry else None,
             "effectiveSend": effective.send,
             "effectiveReceive": effective.recv,

@@ -27,6 +27,7 @@ from node.crypto.session import (
 from node.nostr import cipher
 from node.nostr.event import Event, sign_event_gen, verify_event
 from node.policy import PeerPolicy
+from node.validate import MAX_SIGHASH_VECTORS, is_hex, sighash_vectors, xonly_pubkey
 
 KIND = 20004
 PING_REQ, PING_RES = "/ping/req", "/ping/res"
@@ -37,22 +38,11 @@ RESPONSE_TAGS = frozenset({PING_RES, ECHO_RES, SIGN_RES, ECDH_RES})
 
 MAX_CONTENT = 128 * 1024  # encrypted event content, characters
 MAX_DATA = 64 * 1024  # decrypted envelope data, characters
-MAX_HASHES = 100  # sighash vectors per sign request
-MAX_TWEAKS = 8  # tweaks per vector
 STAMP_WINDOW = 300  # seconds either side of now
-
-SignatureEntry = tuple[str, str, str]
-_HEX = frozenset("0123456789abcdef")
 
 
 class Rejection(Exception):
     """An inbound message refused; ``str(self)`` says why (no secrets)."""
-
-
-def _is_hex(value: object, length: int | None = None) -> bool:
-    if not isinstance(value, str) or not value or set(value) - _HEX:
-        return False
-    return len(value) % 2 == 0 if length is None else len(value) == length
 
 
 def compact(obj: Any) -> str:
@@ -116,24 +106,6 @@ def members_for(group: GroupPackage, pubkeys: Iterable[str]) -> list[int]:
     return [c.idx for c in group.commits if curve.xonly(c.pubkey).hex() in wanted]
 
 
-def sighash_vectors(message: str | list[list[str]]) -> list[list[str]]:
-    """A hex32 message or a list of sighash vectors, checked and lower-cased."""
-    vectors = [[message]] if isinstance(message, str) else message
-    if not isinstance(vectors, list) or not vectors:
-        raise ValueError("message: expected a 64-hex string or a non-empty list of sighash vectors")
-    out: list[list[str]] = []
-    for vector in vectors:
-        if not isinstance(vector, list) or not 1 <= len(vector) <= 1 + MAX_TWEAKS:
-            raise ValueError("message: each sighash vector is a list [sighash, ...tweaks]")
-        lowered = [h.lower() if isinstance(h, str) else h for h in vector]
-        if not all(_is_hex(h, 64) for h in lowered):
-            raise ValueError("message: sighashes and tweaks must be 64 hex characters")
-        out.append(lowered)
-    if len({v[0] for v in out}) != len(out):
-        raise ValueError("message: sighashes must be unique")
-    return out
-
-
 def policy_json(policy: PeerPolicy) -> str:
     """The ping/echo reply payload ``{"send":..,"recv":..}``."""
     return compact(policy.wire_json())
@@ -187,7 +159,7 @@ def check_sign_request(
     now: int,
     *,
     stamp_window: int = STAMP_WINDOW,
-    max_hashes: int = MAX_HASHES,
+    max_hashes: int = MAX_SIGHASH_VECTORS,
 ) -> SessionPackage:
     """Parse and check a ``/sign/req`` session package from ``sender``; raise :class:`Rejection`."""
     sender_idx = member_idx(group, sender)
@@ -201,16 +173,11 @@ def check_sign_request(
     if session.gid != get_group_id(group):
         raise Rejection("session group id does not match this group")
     _check_members(group, share, sender_idx, session.members)
-    if not session.hashes or len(session.hashes) > max_hashes:
-        raise Rejection(f"session must carry 1 to {max_hashes} sighash vectors")
-    for vector in session.hashes:
-        if not isinstance(vector, list) or not 1 <= len(vector) <= 1 + MAX_TWEAKS or not all(
-            _is_hex(h, 64) for h in vector
-        ):
-            raise Rejection("malformed sighash vector")
-    if len({v[0] for v in session.hashes}) != len(session.hashes):
-        raise Rejection("duplicate sighash in session")
-    if session.content is not None and not (session.content == "" or _is_hex(session.content)):
+    try:
+        sighash_vectors(session.hashes, "session hashes", max_vectors=max_hashes)
+    except ValueError as exc:
+        raise Rejection(str(exc)) from None
+    if session.content is not None and not (session.content == "" or is_hex(session.content)):
         raise Rejection("session content must be hex")
     if not isinstance(session.stamp, int) or abs(now - session.stamp) > stamp_window:
         raise Rejection(f"session stamp is outside the ±{stamp_window}s window")
@@ -236,9 +203,12 @@ def check_ecdh_request(group: GroupPackage, share: SharePackage, sender: str, da
         raise Rejection("ECDH package index does not belong to the sender")
     _check_members(group, share, sender_idx, pkg.members)
     ecdh_pk = pkg.ecdh_pk.lower()
-    if not (_is_hex(ecdh_pk, 64) or (_is_hex(ecdh_pk, 66) and ecdh_pk[:2] in ("02", "03"))):
-        raise Rejection("ecdh_pk must be an x-only or compressed public key")
-    point = ecdh_pk if len(ecdh_pk) == 66 else "02" + ecdh_pk
+    try:
+        xonly = xonly_pubkey(ecdh_pk, "ecdh_pk")
+    except ValueError:
+        raise Rejection("ecdh_pk must be an x-only or compressed public key") from None
+    # A compressed key keeps its prefix: the key share is computed on that very point.
+    point = ecdh_pk if len(ecdh_pk) == 66 else "02" + xonly
     if not curve.is_valid_point(bytes.fromhex(point)):
         raise Rejection("ecdh_pk is not a point on the curve")
     return pkg

@@ -14,46 +14,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from node import protocol
+from node import ciphers, protocol, validate
 from node.crypto import curve
 from node.crypto.credentials import GroupPackage, SharePackage
 from node.crypto.ecdh import EcdhPackage, combine_ecdh_pkgs, create_ecdh_pkg
-from node.crypto.session import PsigPackage, combine_session, create_session, sign_session
+from node.crypto.session import PsigPackage, SignatureEntry, combine_session, create_session, sign_session
+from node.errors import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
 from node.events import Emit, error_json, safe_data
-from node.nostr.event import Event
+from node.nostr.event import Event, template_event_id
 from node.peers import PeerTable
 from node.policy import ApprovalQueue, BudgetLedger, PeerPolicy, PolicyBook, PolicyStore, SignBudget
-from node.protocol import Inbound, Rejection, SignatureEntry
+from node.protocol import Inbound, Rejection
+from node.sign_queue import SignQueue
 
 
-class NodeError(Exception):
-    """A request failed; subclasses map to HTTP status codes in the API."""
-
-    status = 500
-
-
-class NodeUnavailable(NodeError):
-    """The node cannot serve the request (not running, not enough peers)."""
-
-    status = 503
-
-
-class NodeTimeout(NodeError):
-    """Peers did not answer within the request's deadline."""
-
-    status = 504
-
-
-class PeerResponseError(NodeError):
-    """Peers answered, but wrongly."""
-
-    status = 502
-
-
-class RelayUnavailable(NodeError):
-    """No relay accepted the request (every relay down or refusing): a bad gateway, not a missing node."""
-
-    status = 502
+def _curve_pubkey(value: object, field: str) -> str:
+    """An x-only pubkey (02/03-prefixed accepted) whose x is on the curve; ``ValueError`` names ``field``."""
+    xonly = validate.xonly_pubkey(value, field)
+    if not curve.is_valid_point(bytes.fromhex("02" + xonly)):
+        raise ValueError(f"{field}: not a point on the curve")
+    return xonly
 
 
 class Pool(Protocol):
@@ -162,6 +142,8 @@ class NodeService:
             self.options.sign_budget, self.options.sign_budget_window, clock, budget_ledger
         )
         self.approvals = ApprovalQueue(clock)
+        # Concurrent one-sighash requests share batched sessions: one co-signer message per batch.
+        self.sign_queue = SignQueue(self.sign)
         self._pool: Pool | None = None
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -194,6 +176,8 @@ class NodeService:
         """Connect to the relays, subscribe, start the periodic ping."""
         if self.active:
             return
+        if self.sign_queue.closed:  # started again after a stop
+            self.sign_queue = SignQueue(self.sign)
         self.started_at = self._clock()
         self._pool = self._pool_factory(
             self.relays, on_event=self._on_event, on_state=self._on_state, on_eose=self._on_eose
@@ -219,6 +203,7 @@ class NodeService:
         self.ready = False
         if self._ping_task is not None:
             self._ping_task.cancel()
+        await self.sign_queue.close()
         self.approvals.cancel_all()
         for pending in self._pending.values():
             pending.done.set()
@@ -580,7 +565,7 @@ class NodeService:
         self, message: str | list[list[str]], timeout: float | None = None
     ) -> list[SignatureEntry]:
         """Threshold-sign one sighash or a batch of vectors; ``SignatureEntry`` per vector."""
-        vectors = protocol.sighash_vectors(message)
+        vectors = validate.sighash_vectors(message)
 
         def attempt(chosen: list[str], members: list[int]) -> _Attempt[PsigPackage, list[SignatureEntry]]:
             session = create_session(self.group, members, vectors, stamp=int(self._clock()))
@@ -606,13 +591,33 @@ class NodeService:
 
         return await self._cosign(_SIGN_ROUND, timeout, attempt)
 
-    async def ecdh(self, pubkey: str, timeout: float | None = None) -> bytes:
-        """Threshold ECDH with ``pubkey`` (x-only hex): the shared point, 33 bytes compressed."""
-        ecdh_pk = pubkey.lower()
-        if len(ecdh_pk) == 66 and ecdh_pk[:2] in ("02", "03"):
-            ecdh_pk = ecdh_pk[2:]
-        if len(ecdh_pk) != 64 or not curve.is_valid_point(bytes.fromhex("02" + ecdh_pk)):
-            raise ValueError("pubkey must be a valid x-only public key")
+    async def sign_message(self, message: object) -> SignatureEntry:
+        """Threshold-sign one 64-hex sighash through the sign queue, within ``sign_timeout``.
+
+        Callers that arrive while a session is in flight share the next batched session. ``ValueError``
+        (naming ``message``) for anything but 32 bytes of hex; upper case is accepted.
+        """
+        sighash = validate.hex_bytes(message, 32, "message")
+        try:
+            return await self.sign_queue.sign(sighash, self.options.sign_timeout)
+        except ValueError as exc:  # the input was checked above: this is the session going wrong
+            raise PeerResponseError("invalid signature response from node") from exc
+
+    async def sign_event(self, template: object) -> Event:
+        """Sign a NIP-01 event template ``{kind, created_at, tags?, content?, pubkey?}`` with the group key.
+
+        The id is computed with ``pubkey`` = the group's x-only key; ``ValueError`` names the bad field
+        (``event.kind: ...``). The signing goes through the sign queue like :meth:`sign_message`.
+        """
+        event_id = template_event_id(template, self.group_pubkey)
+        assert isinstance(template, dict)  # template_event_id refuses anything else
+        entry = await self.sign_message(event_id)
+        return Event(event_id, self.group_pubkey, template["created_at"], template["kind"],
+                     template.get("tags", []), template.get("content", ""), entry[2])
+
+    async def ecdh(self, pubkey: object, timeout: float | None = None) -> bytes:
+        """Threshold ECDH with ``pubkey`` (x-only hex, or 02/03-prefixed): the 33-byte shared point."""
+        ecdh_pk = _curve_pubkey(pubkey, "pubkey")
         cached = self._ecdh_cache.get(ecdh_pk)
         if cached is not None:
             self._ecdh_cache.move_to_end(ecdh_pk)
@@ -639,6 +644,29 @@ class NodeService:
             )
 
         return await self._cosign(_ECDH_ROUND, timeout, attempt)
+
+    async def encrypt(self, scheme: str, peer_pubkey: object, content: object) -> str:
+        """``content`` encrypted from the group key to ``peer_pubkey`` with ``scheme`` (nip44 | nip04).
+
+        The shared secret comes from threshold ECDH with the co-signers. ``ValueError`` names the
+        parameter at fault (``peer_pubkey: ...``, ``content: ...``, ``scheme: ...``); a ``NodeError`` when
+        the co-signers do not answer well.
+        """
+        point, text = await self._cipher_input(scheme, peer_pubkey, content, encrypting=True)
+        return ciphers.encrypt(scheme, point, text)
+
+    async def decrypt(self, scheme: str, peer_pubkey: object, content: object) -> str:
+        """The plaintext of ``content`` that ``peer_pubkey`` encrypted to the group key."""
+        point, text = await self._cipher_input(scheme, peer_pubkey, content, encrypting=False)
+        return ciphers.decrypt(scheme, point, text)
+
+    async def _cipher_input(
+        self, scheme: str, peer_pubkey: object, content: object, *, encrypting: bool
+    ) -> tuple[bytes, str]:
+        """The ECDH shared point with the peer and the checked content (both checked before the round)."""
+        peer = _curve_pubkey(peer_pubkey, "peer_pubkey")
+        text = ciphers.check_input(scheme, content, encrypting=encrypting)
+        return await self.ecdh(peer), text
 
     # ------------------------------------------------------------- dashboard
     def peers_json(self) -> list[dict[str, Any]]:

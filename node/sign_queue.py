@@ -6,18 +6,19 @@ distinct sighash) when it finishes. A co-signer then verifies, decrypts and answ
 batch instead of one per request; for the JS reference (~30 ms of CPU per sign request, about half of it per
 message rather than per sighash) that roughly halves its work under load. bifrost's own `req.queue` batches on
 a 100 ms timer instead, which costs every request that wait.
+
+Each NodeService owns one queue (``NodeService.sign_queue``), created with it and closed when it stops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from node.protocol import MAX_HASHES, SignatureEntry
-from node.service import NodeTimeout, NodeUnavailable
+from node.crypto.session import SignatureEntry
+from node.errors import NodeTimeout, NodeUnavailable, PeerResponseError
+from node.validate import MAX_SIGHASH_VECTORS
 
 SignFn = Callable[[list[list[str]]], Awaitable[list[SignatureEntry]]]
 
@@ -25,22 +26,25 @@ SignFn = Callable[[list[list[str]]], Awaitable[list[SignatureEntry]]]
 class SignQueue:
     """At most ``max_inflight`` signing sessions at a time; everything else waits for the next batch."""
 
-    def __init__(self, sign: SignFn, *, max_batch: int = MAX_HASHES, max_inflight: int = 1) -> None:
+    def __init__(self, sign: SignFn, *, max_batch: int = MAX_SIGHASH_VECTORS, max_inflight: int = 1) -> None:
         self._sign = sign
         self.max_batch = max_batch
         self.max_inflight = max_inflight
         self._waiting: dict[str, list[asyncio.Future[SignatureEntry]]] = {}
         self._inflight = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], dict[str, list[asyncio.Future[SignatureEntry]]]] = {}
         self.sessions = 0  # batched sessions started (for tests and the bench)
+        self.closed = False
 
     async def sign(self, sighash: str, timeout: float | None = None) -> SignatureEntry:
         """The signature entry ``(sighash, tweaked_pk, sig)`` for one lower-case hex32 sighash.
 
         Raises what the node's ``sign`` raises for the session this request ended up in, or ``NodeTimeout``
         when ``timeout`` seconds pass first (a request queued behind a session in flight still gets its own
-        deadline, counted from when it arrived).
+        deadline, counted from when it arrived). ``NodeUnavailable`` once the queue is closed.
         """
+        if self.closed:
+            raise NodeUnavailable("node is not running")
         future: asyncio.Future[SignatureEntry] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(sighash, []).append(future)
         if self._inflight < self.max_inflight:
@@ -63,8 +67,8 @@ class SignQueue:
         self._inflight += 1
         self.sessions += 1
         task = asyncio.ensure_future(self._run(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = batch
+        task.add_done_callback(lambda done: self._tasks.pop(done, None))
 
     async def _run(self, batch: dict[str, list[asyncio.Future[SignatureEntry]]]) -> None:
         try:
@@ -81,19 +85,28 @@ class SignQueue:
                 for future in waiters:
                     entry = by_hash.get(sighash)
                     if entry is None:
-                        _settle(future, exc=ValueError("the session returned no signature for this sighash"))
+                        missing = PeerResponseError("the session returned no signature for this sighash")
+                        _settle(future, exc=missing)
                     else:
                         _settle(future, result=entry)
         finally:
             self._inflight -= 1
-            if self._waiting:
+            if self._waiting and not self.closed:
                 self._launch()
 
     async def close(self) -> None:
-        """Cancel the sessions in flight (their waiters see CancelledError)."""
-        for task in list(self._tasks):
+        """Refuse new requests; every waiting or in-flight request fails with ``NodeUnavailable`` at once."""
+        self.closed = True
+        gone = NodeUnavailable("node is not running")
+        waiting = [f for waiters in self._waiting.values() for f in waiters]
+        inflight = [f for batch in self._tasks.values() for waiters in batch.values() for f in waiters]
+        self._waiting.clear()
+        for future in waiting + inflight:
+            _settle(future, exc=gone)
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
 
@@ -113,24 +126,3 @@ def _settle(
             future.set_exception(exc)
     elif result is not None:
         future.set_result(result)
-
-
-_QUEUES: weakref.WeakKeyDictionary[Any, SignQueue] = weakref.WeakKeyDictionary()
-
-
-def queue_for(service: Any) -> SignQueue:
-    """The sign queue of one running NodeService (a new service after new credentials gets a new one)."""
-    queue = _QUEUES.get(service)
-    if queue is None:
-        # Only a weak reference to the service: the queue must not keep a replaced service alive.
-        ref = weakref.ref(service)
-
-        async def sign(vectors: list[list[str]]) -> list[SignatureEntry]:
-            current = ref()
-            if current is None:
-                raise NodeUnavailable("node is not running")
-            entries: list[SignatureEntry] = await current.sign(vectors)
-            return entries
-
-        queue = _QUEUES[service] = SignQueue(sign)
-    return queue

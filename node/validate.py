@@ -1,4 +1,4 @@
-"""Input validators shared by every layer: hex strings, public keys, relay URLs.
+"""Input validators shared by every layer: hex strings, public keys, relay URLs, sighash vectors.
 
 Pure functions. A validator returns the value in its canonical form (lower-case hex, stripped URL) or
 raises ``ValueError`` whose message starts with the field name and never echoes the input, so a message
@@ -8,14 +8,17 @@ can go straight into a 400 response or a configuration error.
 from __future__ import annotations
 
 import json
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 HEX_DIGITS = frozenset("0123456789abcdef")
 MAX_RELAY_URL_LENGTH = 512
 MAX_RELAYS = 32
+MAX_SIGHASH_VECTORS = 100  # per signing session (spec §4.7 leaves it open; bifrost has no cap)
+MAX_TWEAKS = 8  # per sighash vector
 
 
-def is_hex(value: object, nbytes: int | None = None) -> bool:
+def is_hex(value: object, nbytes: int | None = None) -> TypeGuard[str]:
     """True for a non-empty, even-length, lower-case hex string (of exactly ``nbytes`` bytes if given)."""
     if not isinstance(value, str) or not value or not set(value) <= HEX_DIGITS:
         return False
@@ -27,7 +30,6 @@ def hex_bytes(value: object, nbytes: int, field: str) -> str:
     text = value.lower() if isinstance(value, str) else value
     if not is_hex(text, nbytes):
         raise ValueError(f"{field}: expected {2 * nbytes} hex characters")
-    assert isinstance(text, str)
     return text
 
 
@@ -94,3 +96,27 @@ def relay_urls(value: object, field: str = "RELAYS", max_count: int = MAX_RELAYS
     if len(urls) > max_count:
         raise ValueError(f"{field}: at most {max_count} relays")
     return urls
+
+
+def sighash_vectors(
+    value: object, field: str = "message", *, max_vectors: int = MAX_SIGHASH_VECTORS
+) -> list[list[str]]:
+    """One 64-hex sighash, or a list of sighash vectors ``[sighash, ...tweaks]``, as lower-case vectors.
+
+    1 to ``max_vectors`` vectors, each a sighash and at most ``MAX_TWEAKS`` tweaks of 32 bytes of hex
+    (upper case accepted), no sighash twice. The one rule for requests we send and sessions we answer.
+    """
+    vectors = [[value]] if isinstance(value, str) else value
+    if not isinstance(vectors, list) or not 1 <= len(vectors) <= max_vectors:
+        raise ValueError(f"{field}: expected 1 to {max_vectors} sighash vectors (or one 64-hex sighash)")
+    out: list[list[str]] = []
+    for vector in vectors:
+        if not isinstance(vector, list) or not 1 <= len(vector) <= 1 + MAX_TWEAKS:
+            raise ValueError(f"{field}: each vector is [sighash, ...tweaks], at most {MAX_TWEAKS} tweaks")
+        lowered = [item.lower() if isinstance(item, str) else item for item in vector]
+        if not all(is_hex(item, 32) for item in lowered):
+            raise ValueError(f"{field}: sighashes and tweaks must be 64 hex characters")
+        out.append(lowered)
+    if len({vector[0] for vector in out}) != len(out):
+        raise ValueError(f"{field}: sighashes must be unique")
+    return out

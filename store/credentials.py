@@ -15,18 +15,10 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from node.ratelimit import Clock
 from store.db import Database
 
 _AAD = b"igloo-node-credentials-v1"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS node_credentials (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    nonce BLOB NOT NULL,
-    ciphertext BLOB NOT NULL,
-    relays TEXT NOT NULL,
-    updated_at REAL NOT NULL
-)
-"""
 
 
 class CredentialsError(Exception):
@@ -46,12 +38,12 @@ class StoredCredentials:
 class CredentialStore:
     """The single stored credential set, encrypted with AES-256-GCM under a 32-byte key."""
 
-    def __init__(self, db: Database, key: bytes) -> None:
+    def __init__(self, db: Database, key: bytes, clock: Clock = time.time) -> None:
         if len(key) != 32:
             raise ValueError("credentials key must be 32 bytes")
         self._db = db
+        self._clock = clock  # wall-clock seconds for ``updated_at``
         self._aead = AESGCM(key)
-        db.execute(_SCHEMA)
 
     def exists(self) -> bool:
         """True when a credential set is stored (no decryption needed)."""
@@ -70,7 +62,7 @@ class CredentialStore:
         self._db.execute(
             "INSERT OR REPLACE INTO node_credentials (id, nonce, ciphertext, relays, updated_at)"
             " VALUES (1, ?, ?, ?, ?)",
-            (nonce, ciphertext, json.dumps(list(relays)), time.time()),
+            (nonce, ciphertext, json.dumps(list(relays)), self._clock()),
         )
 
     def load(self) -> StoredCredentials | None:

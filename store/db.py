@@ -14,8 +14,8 @@ from typing import Any
 DB_FILE_NAME = "igloo.db"
 BUSY_TIMEOUT_MS = 200  # how long a write waits for another process's lock before failing (503)
 
-# Ordered schema steps; PRAGMA user_version records how many have been applied.
-# Add a step by appending to this list (never edit an applied step).
+# The schema of every table, as ordered steps; PRAGMA user_version records how many have been applied.
+# Add a step by appending to this list (never edit an applied step); no store creates tables of its own.
 MIGRATIONS: list[str] = [
     """
     CREATE TABLE users (
@@ -35,6 +35,28 @@ MIGRATIONS: list[str] = [
     CREATE TABLE events (
         seq INTEGER PRIMARY KEY,
         frame TEXT NOT NULL
+    );
+    """,
+    # Peer policies, the signing budget's ledger and the encrypted credentials. Before this step the
+    # stores created these tables on first use, so a database from then has any of them already.
+    """
+    CREATE TABLE IF NOT EXISTS peer_policies (
+        pubkey TEXT PRIMARY KEY,
+        allow_send INTEGER NOT NULL,
+        allow_receive INTEGER NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS sign_budget (
+        pubkey TEXT NOT NULL,
+        spent_at REAL NOT NULL,
+        count INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS node_credentials (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        relays TEXT NOT NULL,
+        updated_at REAL NOT NULL
     );
     """,
 ]

@@ -10,22 +10,12 @@ from store.db import Database
 
 log = logging.getLogger("igloo.store")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS peer_policies (
-    pubkey TEXT PRIMARY KEY,
-    allow_send INTEGER NOT NULL,
-    allow_receive INTEGER NOT NULL,
-    updated_at REAL NOT NULL
-)
-"""
-
 
 class SqlitePolicyStore:
     """``node.policy.PolicyStore`` on the Igloo database."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        db.execute(_SCHEMA)
 
     def load_policies(self) -> list[StoredPolicy]:
         """Every stored policy."""
@@ -48,22 +38,12 @@ class SqlitePolicyStore:
         return self._db.execute("DELETE FROM peer_policies WHERE pubkey = ?", (pubkey,)).rowcount > 0
 
 
-_BUDGET_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sign_budget (
-    pubkey TEXT NOT NULL,
-    spent_at REAL NOT NULL,
-    count INTEGER NOT NULL
-)
-"""
-
-
 class SqliteBudgetLedger:
     """``node.policy.BudgetLedger``: what each peer was given, so a restart does not reset the budget."""
 
     def __init__(self, db: Database, keep: float) -> None:
         self._db = db
         self._keep = keep  # seconds of history worth keeping (the budget window)
-        db.execute(_BUDGET_SCHEMA)
 
     def load_spent(self, since: float) -> list[tuple[str, float, int]]:
         """Records newer than ``since`` (older ones are deleted)."""

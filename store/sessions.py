@@ -9,6 +9,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from node.ratelimit import Clock
 from store.db import Database
 
 
@@ -29,18 +30,22 @@ class Session:
 
 
 class SessionStore:
-    """Create, look up (sliding idle timeout), and end sessions."""
+    """Create, look up (sliding idle timeout), and end sessions.
 
-    def __init__(self, db: Database, timeout: int) -> None:
+    ``clock`` gives wall-clock seconds (the times are stored, so they must survive a restart).
+    """
+
+    def __init__(self, db: Database, timeout: int, clock: Clock = time.time) -> None:
         self._db = db
         self.timeout = timeout
+        self.clock = clock
         # Sliding renewals are written at most this often per session, not on every request.
         self._touch_every = min(30.0, timeout / 4)
 
     def create(self, user_id: int, client_ip: str | None) -> str:
         """Start a session for ``user_id``; return the secret id to hand to the client."""
         session_id = secrets.token_urlsafe(32)
-        now = time.time()
+        now = self.clock()
         self._db.execute(
             "INSERT INTO sessions (id_hash, user_id, created_at, last_seen, client_ip) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -63,7 +68,7 @@ class SessionStore:
         )
         if row is None:
             return None
-        now = time.time()
+        now = self.clock()
         last_seen = float(row["last_seen"])
         # The expiry delete and the sliding renewal are best effort: a locked or full database must not
         # turn every authenticated read into an error.
@@ -86,14 +91,14 @@ class SessionStore:
 
     def purge_expired(self) -> int:
         """Delete every expired session; return how many."""
-        cursor = self._db.execute("DELETE FROM sessions WHERE last_seen <= ?", (time.time() - self.timeout,))
+        cursor = self._db.execute("DELETE FROM sessions WHERE last_seen <= ?", (self.clock() - self.timeout,))
         return cursor.rowcount
 
     def live_hashes(self, id_hashes: set[bytes]) -> set[bytes]:
         """Which of ``id_hashes`` still name a live session."""
         if not id_hashes:
             return set()
-        cutoff = time.time() - self.timeout
+        cutoff = self.clock() - self.timeout
         alive: set[bytes] = set()
         items = list(id_hashes)
         for start in range(0, len(items), 500):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import bcrypt
 
+from node.ratelimit import Clock
 from store.db import Database
 
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores anything beyond 72 bytes; Igloo refuses instead of truncating
@@ -59,9 +60,10 @@ def check_username(username: str) -> str:
 class UserStore:
     """Create and verify accounts."""
 
-    def __init__(self, db: Database, rounds: int = BCRYPT_ROUNDS) -> None:
+    def __init__(self, db: Database, rounds: int = BCRYPT_ROUNDS, clock: Clock = time.time) -> None:
         self._db = db
         self._rounds = rounds
+        self._clock = clock  # wall-clock seconds for ``created_at``
 
     def count(self) -> int:
         """How many accounts exist."""
@@ -97,7 +99,7 @@ class UserStore:
         if only_if_first:
             sql += " WHERE NOT EXISTS (SELECT 1 FROM users)"
         try:
-            cursor = self._db.execute(sql, (username, hashed, time.time()))
+            cursor = self._db.execute(sql, (username, hashed, self._clock()))
         except sqlite3.IntegrityError:
             raise UserError("Username already taken") from None
         if cursor.rowcount != 1:

@@ -40,7 +40,7 @@ async def test_no_secret_leaks(tmp_path: Path) -> None:
     keys = keygen(2, 3)
     other = keygen(2, 3)
     share_a, share_b = keys["shares"][0], keys["shares"][1]
-    env = {"LOG_LEVEL": "DEBUG", "FROSTR_SIGN_TIMEOUT": "3", "IGLOO_DEMO": "false", "SIGN_BUDGET": "100"}
+    env = {"LOG_LEVEL": "DEBUG", "FROSTR_SIGN_TIMEOUT": "3000", "IGLOO_DEMO": "false", "SIGN_BUDGET": "100"}
     a = ServerProc(tmp_path / "a", env=env)
     b = ServerProc(tmp_path / "b", env={**env, "GROUP_CRED": keys["group"], "SHARE_CRED": share_b,
                                         "RELAYS": a.relay_url})

@@ -37,7 +37,7 @@ def parse_idx(value: object, what: str = "idx") -> int:
 
 
 def _require_scalar(value: bytes, what: str) -> None:
-    if len(value) != 32 or not 0 < int.from_bytes(value, "big") < curve.N:
+    if not curve.is_valid_seckey(value):  # constant time: these are share secrets
         raise ValueError(f"{what} must be a 32-byte scalar in 1..n-1")
 
 
@@ -281,7 +281,7 @@ def check_share_in_group(group: GroupPackage, share: SharePackage) -> None:
     if commit.pubkey != share.pubkey:
         raise ValueError(f"share idx {share.idx} does not belong to this group (pubkey mismatch)")
     if (
-        curve.base_mul(curve.int_from(share.binder_sn)) != commit.binder_pn
-        or curve.base_mul(curve.int_from(share.hidden_sn)) != commit.hidden_pn
+        curve.pubkey_of(share.binder_sn) != commit.binder_pn
+        or curve.pubkey_of(share.hidden_sn) != commit.hidden_pn
     ):
         raise ValueError(f"share idx {share.idx} nonces do not match the group's commitments")

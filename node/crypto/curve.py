@@ -1,18 +1,29 @@
 """The coincurve seam: the only module that talks to libsecp256k1.
 
-Points travel as 33-byte SEC1 compressed bytes, scalars as Python ints reduced mod ``N``.
-Every operation that touches a secret scalar (``k·G``, ``k·P``, BIP-340 signing) is a
-constant-time libsecp256k1 call; only public values are handled with plain int math.
+Points travel as 33-byte SEC1 compressed bytes. Secret scalars (share keys, nonces, anything
+derived from them) travel as 32-byte ``bytes`` in 1..n-1 and are only ever handled by
+libsecp256k1's constant-time code: ``secret_add``/``secret_lin_comb`` (``seckey_tweak_add``,
+``seckey_tweak_mul``, ``seckey_negate``), ``pubkey_of`` (``ec_pubkey_create``), ``ecdh_point``
+(``secp256k1_ecdh``, whose ``ecmult_const`` is the library's only constant-time ``k·P``) and
+``schnorr_sign``. Public scalars (λ, challenges, binding factors, tweaks, partial signatures)
+are Python ints, for ``base_mul`` and the faster variable-time ``point_mul``, ``lin_comb``,
+``point_add_base`` and ``tweak_points``. docs/SECURITY.md section 5 lists exactly what is and
+is not constant time.
 """
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Sequence
 
-from coincurve import PrivateKey, PublicKey, PublicKeyXOnly
+from coincurve import PublicKey, PublicKeyXOnly
+from coincurve._libsecp256k1 import ffi, lib
+from coincurve.context import GLOBAL_CONTEXT
 
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 P = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F
+
+_CTX = GLOBAL_CONTEXT.ctx
 
 
 def bytes32(value: int) -> bytes:
@@ -21,7 +32,7 @@ def bytes32(value: int) -> bytes:
 
 
 def int_from(data: bytes) -> int:
-    """Read bytes as a big-endian unsigned int."""
+    """Read bytes as a big-endian unsigned int (for public values: Python ints are not constant time)."""
     return int.from_bytes(data, "big")
 
 
@@ -61,13 +72,6 @@ def _emit(key: PublicKey) -> bytes:
     return point
 
 
-def _seckey(seckey: bytes) -> bytes:
-    # coincurve left-pads short byte strings; a secret key must be exactly 32 bytes in 1..n-1.
-    if len(seckey) != 32 or not 0 < int_from(seckey) < N:
-        raise ValueError("secret key must be 32 bytes in 1..n-1")
-    return seckey
-
-
 def is_valid_point(point: bytes) -> bool:
     """True when ``point`` is a 33-byte compressed point on the curve."""
     try:
@@ -84,15 +88,21 @@ def require_point(point: bytes, what: str = "point") -> bytes:
     return point
 
 
+# --- Public scalars (Python ints): variable-time calls, never given a secret -----------------
+
+
 def base_mul(k: int) -> bytes:
-    """``k·G`` as a compressed point (constant time in ``k``)."""
-    # PublicKey.from_valid_secret: one constant-time generator multiplication (PrivateKey()
-    # would also build a keypair, a second one).
+    """``k·G`` for a public scalar ``k`` (for a secret one use ``pubkey_of``)."""
+    # PublicKey.from_valid_secret: one generator multiplication (PrivateKey() would also build
+    # a keypair, a second one).
     return PublicKey.from_valid_secret(_scalar(k)).format()
 
 
 def point_mul(point: bytes, k: int) -> bytes:
-    """``k·P`` as a compressed point (constant time in ``k``)."""
+    """``k·P`` for a public scalar ``k``: variable time (``ec_pubkey_tweak_mul`` runs ``ecmult``).
+
+    For a secret scalar use ``ecdh_point``.
+    """
     return _parse(point).multiply(_scalar(k)).format()
 
 
@@ -104,7 +114,7 @@ def point_add(*points: bytes) -> bytes:
 
 
 def point_add_base(point: bytes, t: int) -> bytes:
-    """``P + t·G``; ``t`` may be zero."""
+    """``P + t·G`` for a public ``t`` (variable time); ``t`` may be zero."""
     t %= N
     if t == 0:
         return point
@@ -112,7 +122,7 @@ def point_add_base(point: bytes, t: int) -> bytes:
 
 
 def tweak_points(points: Sequence[bytes], t: int) -> list[bytes]:
-    """``[P + t·G for P in points]`` computing ``t·G`` only once; ``t`` may be zero.
+    """``[P + t·G for P in points]`` computing ``t·G`` only once; ``t`` (public) may be zero.
 
     For public points only (session nonces): the results are kept in the parse cache.
     """
@@ -124,9 +134,10 @@ def tweak_points(points: Sequence[bytes], t: int) -> list[bytes]:
 
 
 def lin_comb(terms: Sequence[tuple[bytes, int]]) -> bytes:
-    """``Σ k·P`` over ``(P, k)`` pairs (``k == 1`` skips the multiplication); raises at infinity.
+    """``Σ k·P`` over ``(P, k)`` pairs of public points and public scalars (``k == 1`` skips the
+    multiplication); raises at infinity. Variable time.
 
-    For public points only (nonce sums, verification): the result is kept in the parse cache.
+    The result is kept in the parse cache (nonce sums, verification).
     """
     keys: list[PublicKey] = []
     for point, k in terms:
@@ -166,26 +177,6 @@ def as_point(key: bytes) -> bytes:
     return require_point(key, "public key")
 
 
-def pubkey_of(seckey: bytes) -> bytes:
-    """The compressed public key of a 32-byte secret key."""
-    return PublicKey.from_secret(_seckey(seckey)).format()
-
-
-def ecdh_point(seckey: bytes, pubkey: bytes) -> bytes:
-    """``seckey · P`` as a compressed point, ``P`` given compressed or x-only (even y)."""
-    return _parse(as_point(pubkey)).multiply(_seckey(seckey)).format()
-
-
-def ecdh_x(seckey: bytes, pubkey: bytes) -> bytes:
-    """Raw ECDH x coordinate (not hashed), as nostr-p2p, NIP-04 and NIP-44 use it."""
-    return ecdh_point(seckey, pubkey)[1:]
-
-
-def schnorr_sign(seckey: bytes, msg32: bytes, aux32: bytes) -> bytes:
-    """BIP-340 signature over a 32-byte message with 32 bytes of auxiliary randomness."""
-    return PrivateKey(_seckey(seckey)).sign_schnorr(msg32, aux_randomness=aux32)
-
-
 def schnorr_verify(xonly_pub: bytes, msg32: bytes, sig64: bytes) -> bool:
     """BIP-340 verification (any message length); malformed keys or signatures verify as False."""
     if len(xonly_pub) != 32 or len(sig64) != 64:
@@ -194,3 +185,141 @@ def schnorr_verify(xonly_pub: bytes, msg32: bytes, sig64: bytes) -> bool:
         return bool(PublicKeyXOnly(xonly_pub).verify(sig64, msg32))
     except (ValueError, TypeError):
         return False
+
+
+# --- Secret scalars (32-byte bytes in 1..n-1): libsecp256k1's constant-time code only --------
+#
+# A secret never becomes a Python int here: Python's big-int arithmetic and comparisons take
+# time that depends on the value. The only branches on secret-derived data are "is this sum
+# zero?" (libsecp256k1 reports it), which for honest inputs happens with probability 2^-256.
+# The seckey functions are called through coincurve's FFI module: PrivateKey.add/multiply call
+# the same functions but also rebuild two public keys per call (two generator multiplications)
+# and range-check the secret with a Python int.
+
+
+def is_valid_seckey(seckey: bytes) -> bool:
+    """True when ``seckey`` is 32 bytes in 1..n-1 (``secp256k1_ec_seckey_verify``, constant time)."""
+    return len(seckey) == 32 and bool(lib.secp256k1_ec_seckey_verify(_CTX, seckey))
+
+
+def _seckey(seckey: bytes) -> bytes:
+    # coincurve left-pads short byte strings; a secret key must be exactly 32 bytes in 1..n-1.
+    seckey = bytes(seckey)
+    if not is_valid_seckey(seckey):
+        raise ValueError("secret key must be 32 bytes in 1..n-1")
+    return seckey
+
+
+def _tweak_add(seckey: bytes, tweak32: bytes) -> bytes | None:
+    """``seckey + tweak`` for a valid ``seckey`` and a tweak below n; ``None`` when the sum is zero."""
+    buf = ffi.new("unsigned char[32]", seckey)
+    if not lib.secp256k1_ec_seckey_tweak_add(_CTX, buf, tweak32):
+        return None  # both inputs are valid, so libsecp256k1 refused a zero result
+    return bytes(ffi.buffer(buf, 32))
+
+
+def _times(seckey: bytes, k: int) -> bytes:
+    """``k·seckey`` for a valid ``seckey`` and a public ``k`` that is not zero mod n."""
+    k %= N
+    if k == 1:
+        return seckey
+    buf = ffi.new("unsigned char[32]", seckey)
+    if k == N - 1:
+        ok = lib.secp256k1_ec_seckey_negate(_CTX, buf)
+    else:
+        ok = lib.secp256k1_ec_seckey_tweak_mul(_CTX, buf, bytes32(k))
+    if not ok:  # pragma: no cover - a product of two nonzero scalars mod the prime n is nonzero
+        raise ValueError("scalar product is zero")
+    return bytes(ffi.buffer(buf, 32))
+
+
+def secret_add(seckey: bytes, t: int) -> bytes:
+    """``seckey + t mod n`` for a public ``t`` (any int); ``ValueError`` when the result is zero."""
+    result = _tweak_add(_seckey(seckey), bytes32(t % N))
+    if result is None:
+        raise ValueError("secret scalar plus tweak is zero")
+    return result
+
+
+def secret_mul(seckey: bytes, k: int) -> bytes:
+    """``k·seckey mod n`` for a public ``k``; ``ValueError`` when ``k`` is zero mod n."""
+    if k % N == 0:
+        raise ValueError("scalar is zero mod n")
+    return _times(_seckey(seckey), k)
+
+
+def secret_lin_comb(terms: Sequence[tuple[bytes, int]]) -> bytes | None:
+    """``Σ k·s mod n`` over ``(s, k)`` pairs of secret scalars and public ints; ``None`` when zero.
+
+    Terms whose ``k`` is zero mod n contribute nothing and are skipped; a partial sum may be
+    zero, the total is still exact.
+    """
+    total: bytes | None = None
+    for seckey, k in terms:
+        if k % N == 0:
+            continue
+        term = _times(_seckey(seckey), k)
+        total = term if total is None else _tweak_add(total, term)
+    return total
+
+
+def pubkey_of(seckey: bytes) -> bytes:
+    """``seckey·G`` as a compressed point (``ec_pubkey_create``, constant time)."""
+    return PublicKey.from_valid_secret(_seckey(seckey)).format()
+
+
+# secp256k1_ecdh is libsecp256k1's only constant-time k·P (ecmult_const; ec_pubkey_tweak_mul
+# runs the variable-time ecmult). It hands x and y to a hash callback: this one copies them out.
+# The callback is made with ctypes, not cffi: cffi's ffi.callback needs write+execute memory,
+# which igloo.service forbids (MemoryDenyWriteExecute=yes), while ctypes uses libffi's static
+# trampolines (tests/crypto/test_constant_time.py runs it under PR_SET_MDWE).
+_HashFunction = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p
+)
+
+
+def _copy_xy(output: int, x32: int, y32: int, _data: int | None) -> int:
+    ctypes.memmove(output, x32, 32)
+    ctypes.memmove(output + 32, y32, 32)
+    return 1
+
+
+_COPY_XY_CALLBACK = _HashFunction(_copy_xy)  # kept alive for the life of the process
+_COPY_XY = ffi.cast(
+    "secp256k1_ecdh_hash_function", ctypes.cast(_COPY_XY_CALLBACK, ctypes.c_void_p).value
+)
+
+
+def ecdh_point(seckey: bytes, pubkey: bytes) -> bytes:
+    """``seckey · P`` as a compressed point, ``P`` given compressed or x-only (even y); constant
+    time in ``seckey`` (``secp256k1_ecdh``)."""
+    key = _parse(as_point(pubkey))
+    xy = ffi.new("unsigned char[64]")
+    if not lib.secp256k1_ecdh(_CTX, xy, key.public_key, _seckey(seckey), _COPY_XY, ffi.NULL):
+        raise ValueError("ecdh failed")  # pragma: no cover - seckey and point were checked
+    out = bytes(ffi.buffer(xy, 64))
+    return bytes((2 | (out[63] & 1),)) + out[:32]
+
+
+def ecdh_x(seckey: bytes, pubkey: bytes) -> bytes:
+    """Raw ECDH x coordinate (not hashed), as nostr-p2p, NIP-04 and NIP-44 use it."""
+    return ecdh_point(seckey, pubkey)[1:]
+
+
+def schnorr_sign(seckey: bytes, msg32: bytes, aux32: bytes) -> bytes:
+    """BIP-340 signature over a 32-byte message with 32 bytes of auxiliary randomness, verified
+    before it is returned."""
+    if len(msg32) != 32 or len(aux32) != 32:
+        raise ValueError("schnorr_sign needs a 32-byte message and 32 bytes of aux randomness")
+    keypair = ffi.new("secp256k1_keypair *")
+    if not lib.secp256k1_keypair_create(_CTX, keypair, _seckey(seckey)):
+        raise ValueError("secret key must be 32 bytes in 1..n-1")  # pragma: no cover - checked
+    sig = ffi.new("unsigned char[64]")
+    xonly_pub = ffi.new("secp256k1_xonly_pubkey *")
+    if not (
+        lib.secp256k1_schnorrsig_sign32(_CTX, sig, msg32, keypair, aux32)
+        and lib.secp256k1_keypair_xonly_pub(_CTX, xonly_pub, ffi.NULL, keypair)
+        and lib.secp256k1_schnorrsig_verify(_CTX, sig, msg32, 32, xonly_pub)
+    ):
+        raise ValueError("BIP-340 signing failed")  # pragma: no cover - libsecp256k1 fault
+    return bytes(ffi.buffer(sig, 64))

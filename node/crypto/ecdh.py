@@ -8,7 +8,6 @@ from typing import Any
 
 from node.crypto import curve, frost
 from node.crypto.credentials import GroupPackage, SharePackage, parse_idx
-from node.crypto.curve import N
 
 _ECDH_PK = re.compile(r"[0-9a-fA-F]{64}|[0-9a-fA-F]{66}")
 _POINT_HEX = re.compile(r"[0-9a-fA-F]{66}")
@@ -74,8 +73,10 @@ def create_ecdh_pkg(
     if group.commit_for(share.idx).pubkey != share.pubkey:
         raise ValueError(f"share idx {share.idx} does not belong to this group")
     point = _ecdh_point(ecdh_pk)
-    k = frost.lagrange(share.idx, members) * int.from_bytes(share.seckey, "big") % N
-    return EcdhPackage(share.idx, curve.point_mul(point, k).hex(), members, ecdh_pk)
+    # λ is public and never zero mod n, so λ·x_i is a valid secret scalar; both the product and
+    # the point multiplication are libsecp256k1's constant-time code.
+    weighted_share = curve.secret_mul(share.seckey, frost.lagrange(share.idx, members))
+    return EcdhPackage(share.idx, curve.ecdh_point(weighted_share, point).hex(), members, ecdh_pk)
 
 
 def combine_ecdh_pkgs(pkgs: list[EcdhPackage]) -> bytes:

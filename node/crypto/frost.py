@@ -1,7 +1,8 @@
 """The FROST variant of @cmdcode/frost 1.1.x (spec §3): RFC 9591 binding, BIP-340 challenge.
 
 Pure functions over public values plus ``sign_partial`` (the one place a share secret is
-used). Points are 33-byte compressed ``bytes``, scalars ``int`` mod n.
+used). Points are 33-byte compressed ``bytes``; public scalars (λ, rho, c, psigs) are ``int``
+mod n; secret scalars are 32-byte ``bytes`` that only ``curve``'s constant-time calls combine.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ CHALLENGE_TAG = "BIP0340/challenge"
 
 
 def lagrange(idx: int, members: Sequence[int]) -> int:
-    """λ_idx at x = 0 over the participant set ``members`` (distinct idxs containing ``idx``)."""
+    """λ_idx at x = 0 over the participant set ``members`` (distinct idxs containing ``idx``).
+
+    Public: it depends only on member idxs, so plain int arithmetic is fine. Never zero mod n
+    (a product of nonzero differences of distinct idxs below 2^32, modulo the prime n).
+    """
     if len(set(members)) != len(members):
         raise ValueError("participant list has duplicate idxs")
     if idx not in members:
@@ -125,15 +130,24 @@ def signing_context(
     )
 
 
-def sign_partial(ctx: SigningContext, idx: int, seckey: int, hidden_sn: int, binder_sn: int) -> int:
-    """z_i = c·λ_i·(parity·state·x_i) + d_i + rho_i·e_i mod n, nonces negated when R is odd (spec §3.6)."""
+def sign_partial(
+    ctx: SigningContext, idx: int, seckey: bytes, hidden_sn: bytes, binder_sn: bytes
+) -> int:
+    """z_i = c·λ_i·parity·state·x_i + s_R·d_i + s_R·rho_i·e_i mod n (spec §3.6), s_R = -1 when R is odd.
+
+    The secrets (share ``seckey`` x_i and this session's nonces d_i, e_i, 32 bytes each) are only
+    combined by libsecp256k1's constant-time scalar code; the factors are public.
+    """
     if idx not in ctx.rhos:
         raise ValueError(f"idx {idx} is not among the signing participants")
-    d, e = hidden_sn, binder_sn
-    if ctx.nonce_negated:
-        d, e = N - d, N - e
-    x = ctx.key.parity * ctx.key.state * seckey % N
-    return (ctx.c * ctx.lambdas[idx] * x + d + ctx.rhos[idx] * e) % N
+    sign_r = N - 1 if ctx.nonce_negated else 1
+    share_weight = ctx.c * ctx.lambdas[idx] * ctx.key.parity * ctx.key.state  # public
+    z = curve.secret_lin_comb(
+        ((seckey, share_weight), (hidden_sn, sign_r), (binder_sn, sign_r * ctx.rhos[idx]))
+    )
+    # z ≡ 0 (probability 2^-256) is returned as 0, the value the integer formula gives; every
+    # verifier refuses it. The psig itself is public: it is sent to the requester.
+    return 0 if z is None else curve.int_from(z)
 
 
 def verify_partial(ctx: SigningContext, idx: int, pubkey: bytes, z: int) -> bool:

@@ -29,10 +29,24 @@ def check_counts(threshold: int, total: int, max_members: int = MAX_MEMBERS) -> 
 
 def _static_nonce(aux16: bytes, seckey: bytes) -> bytes:
     # bifrost slices the aux seed's hex string and right-pads 16 bytes to 32 (spec §2.2).
+    # hash_to_field reduces the 48-byte digest with Python ints: not constant time, but it runs
+    # once per share at keygen, on the dealer, where nobody can time it again and again.
     value = hashes.h3(aux16 + bytes(16) + seckey)
     if value == 0:
         raise ValueError("derived nonce is zero")
     return curve.bytes32(value)
+
+
+def _coefficient(secret: bytes) -> bytes | None:
+    """A polynomial coefficient as a secret scalar in 1..n-1, or ``None`` when it is zero mod n."""
+    if len(secret) != 32:
+        raise ValueError("each coefficient secret must be 32 bytes")
+    if curve.is_valid_seckey(secret):
+        return secret
+    # Only 0 and values >= n get here (probability 2^-128 for random bytes); reducing them with
+    # Python ints tells a timer only that the input was out of range.
+    value = curve.int_from(secret) % N
+    return curve.bytes32(value) if value else None
 
 
 def generate_dealer_pkg(
@@ -45,23 +59,21 @@ def generate_dealer_pkg(
         raise ValueError(f"need {threshold} coefficient secrets, got {len(secrets)}")
     if len(aux_seeds) < total:
         raise ValueError(f"need {total} aux seeds, got {len(aux_seeds)}")
-    coeffs = []
-    for secret in secrets[:threshold]:
-        if len(secret) != 32:
-            raise ValueError("each coefficient secret must be 32 bytes")
-        coeffs.append(int.from_bytes(secret, "big") % N)
-    if coeffs[0] == 0:
+    coeffs = [_coefficient(secret) for secret in secrets[:threshold]]
+    group_secret = coeffs[0]
+    if group_secret is None:
         raise ValueError("group secret must be in 1..n-1")
-    group_pk = curve.base_mul(coeffs[0])
+    group_pk = curve.pubkey_of(group_secret)
     commits: list[Commit] = []
     shares: list[SharePackage] = []
     for idx in range(1, total + 1):
-        value = 0
-        for coeff in reversed(coeffs):
-            value = (value * idx + coeff) % N
-        if value == 0:
+        # f(idx) = Σ a_j·idx^j: the powers of the public idx are public ints, the sum of the
+        # weighted secret coefficients is libsecp256k1's constant-time scalar code.
+        seckey = curve.secret_lin_comb(
+            [(coeff, pow(idx, j, N)) for j, coeff in enumerate(coeffs) if coeff is not None]
+        )
+        if seckey is None:
             raise ValueError("derived share secret is zero; use other coefficients")
-        seckey = curve.bytes32(value)
         seed = aux_seeds[idx - 1]
         if len(seed) != 64:
             raise ValueError("each aux seed must be 64 bytes")
@@ -72,8 +84,8 @@ def generate_dealer_pkg(
             Commit(
                 idx,
                 share.pubkey,
-                curve.base_mul(int.from_bytes(share.binder_sn, "big")),
-                curve.base_mul(int.from_bytes(share.hidden_sn, "big")),
+                curve.pubkey_of(share.binder_sn),
+                curve.pubkey_of(share.hidden_sn),
             )
         )
     return GroupPackage(group_pk, threshold, tuple(commits)), shares
@@ -86,7 +98,7 @@ def generate_dealer_pkg_gen(
     check_counts(threshold, total)
     coeffs = [_secrets.token_bytes(32) for _ in range(threshold)]
     if secret is not None:
-        if len(secret) != 32 or not 0 < int.from_bytes(secret, "big") < N:
+        if not curve.is_valid_seckey(secret):
             raise ValueError("secret key must be 32 bytes in 1..n-1")
         coeffs[0] = secret
     return generate_dealer_pkg(threshold, total, coeffs, [_secrets.token_bytes(64) for _ in range(total)])
@@ -102,9 +114,8 @@ def recover_secret(group: GroupPackage, shares: list[SharePackage]) -> bytes:
         raise ValueError(f"need at least {group.threshold} shares to recover, got {len(shares)}")
     for share in shares:
         check_share_in_group(group, share)
-    secret = 0
-    for share in shares:
-        secret = (secret + frost.lagrange(share.idx, idxs) * int.from_bytes(share.seckey, "big")) % N
-    if secret == 0 or curve.base_mul(secret) != group.group_pk:
+    # Σ λ_i·x_i with public λ_i; a zero sum cannot match the group key and is refused with it.
+    secret = curve.secret_lin_comb([(share.seckey, frost.lagrange(share.idx, idxs)) for share in shares])
+    if secret is None or curve.pubkey_of(secret) != group.group_pk:
         raise ValueError("recovered secret does not match the group public key")
-    return curve.bytes32(secret)
+    return secret

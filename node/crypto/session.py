@@ -167,16 +167,19 @@ def create_session(
 
 
 def tweak_seckey(secret: bytes, tweak: bytes) -> bytes:
-    """``(secret + tweak) mod n`` for a 32-byte secret nonce below n (bifrost ``tweak_seckey``)."""
+    """``(secret + tweak) mod n`` for a 32-byte secret nonce below n (bifrost ``tweak_seckey``).
+
+    The tweak is public (``bind_hash``); the addition is libsecp256k1's constant-time
+    ``seckey_tweak_add``.
+    """
     if len(secret) != 32 or len(tweak) != 32:
         raise ValueError("secret nonce and tweak must be 32 bytes")
-    value = int.from_bytes(secret, "big")
-    if not 0 < value < N:
+    if not curve.is_valid_seckey(secret):
         raise ValueError("secret nonce must be in 1..n-1")
-    result = (value + int.from_bytes(tweak, "big")) % N
-    if result == 0:
-        raise ValueError("tweaked secret nonce is zero")
-    return curve.bytes32(result)
+    try:
+        return curve.secret_add(secret, curve.int_from(tweak))
+    except ValueError:
+        raise ValueError("tweaked secret nonce is zero") from None
 
 
 def tweak_pubkey(point: bytes, tweak: bytes) -> bytes:
@@ -282,13 +285,14 @@ def sign_session(group: GroupPackage, share: SharePackage, session: SessionPacka
         raise ValueError(f"share idx {share.idx} is not a member of this session")
     if group.commit_for(share.idx).pubkey != share.pubkey:
         raise ValueError(f"share idx {share.idx} does not belong to this group")
-    x = int.from_bytes(share.seckey, "big")
-    hidden = int.from_bytes(share.hidden_sn, "big")
-    binder = int.from_bytes(share.binder_sn, "big")
     psigs = []
     for vec in session_context(group, session):
-        t = vec.binds[share.idx]
-        z = frost.sign_partial(vec.frost, share.idx, x, (hidden + t) % N, (binder + t) % N)
+        t = vec.binds[share.idx]  # public: SHA-256 of the session and the vector
+        # A zero session nonce would need t ≡ -nonce, a SHA-256 output hitting a secret
+        # (probability 2^-256): secret_add's ValueError is all that case deserves.
+        hidden = curve.secret_add(share.hidden_sn, t)
+        binder = curve.secret_add(share.binder_sn, t)
+        z = frost.sign_partial(vec.frost, share.idx, share.seckey, hidden, binder)
         psigs.append([vec.sighash, curve.bytes32(z).hex()])
     return PsigPackage(share.idx, psigs, share.pubkey.hex(), session.sid)
 

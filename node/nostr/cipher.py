@@ -16,10 +16,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from node.crypto import curve
+from node.validate import is_hex
 
 IV_SIZE = 24
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_MSG_ID = re.compile(r"[0-9a-fA-F]{32}")
 
 
 def _b64url(data: bytes) -> str:
@@ -87,7 +87,7 @@ def decrypt_payload(seckey: bytes, peer_pubkey: bytes, content: str) -> str:
 def _check_envelope(tag: object, msg_id: object, data: object) -> None:
     if not isinstance(tag, str) or not 3 <= len(tag) <= 256:
         raise ValueError("envelope tag must be a string of 3 to 256 characters")
-    if not isinstance(msg_id, str) or not _MSG_ID.fullmatch(msg_id):
+    if not isinstance(msg_id, str) or not is_hex(msg_id.lower(), 16):
         raise ValueError("envelope id must be 32 hex characters")
     if not isinstance(data, str):
         raise ValueError("envelope data must be a string")

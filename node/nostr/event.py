@@ -13,12 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.crypto import curve
-
-_HEX = frozenset("0123456789abcdef")
-
-
-def _is_hex(value: object, length: int) -> bool:
-    return isinstance(value, str) and len(value) == length and set(value) <= _HEX
+from node.validate import is_hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +33,9 @@ class Event:
         """Check the shape of a decoded JSON event; ``ValueError`` names the bad field."""
         if not isinstance(obj, dict):
             raise ValueError("event must be an object")
-        for name, length in (("id", 64), ("pubkey", 64), ("sig", 128)):
-            if not _is_hex(obj.get(name), length):
-                raise ValueError(f"event.{name} must be {length} lowercase hex characters")
+        for name, nbytes in (("id", 32), ("pubkey", 32), ("sig", 64)):
+            if not is_hex(obj.get(name), nbytes):
+                raise ValueError(f"event.{name} must be {2 * nbytes} lowercase hex characters")
         for name in ("created_at", "kind"):
             value = obj.get(name)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**53:
@@ -84,6 +79,33 @@ def serialize_for_id(pubkey: str, created_at: int, kind: int, tags: list[list[st
 def compute_event_id(pubkey: str, created_at: int, kind: int, tags: list[list[str]], content: str) -> str:
     """The NIP-01 event id (hex) of these fields."""
     return hashlib.sha256(serialize_for_id(pubkey, created_at, kind, tags, content)).hexdigest()
+
+
+def template_event_id(template: object, pubkey: str) -> str:
+    """The NIP-01 id of the template ``{kind, created_at, tags?, content?, pubkey?}`` signed by ``pubkey``.
+
+    ``tags`` defaults to ``[]`` and ``content`` to ``""``; a ``pubkey`` in the template must be the signer's.
+    ``ValueError`` names the bad field (``event.kind: ...``).
+    """
+    if not isinstance(template, dict):
+        raise ValueError("event: expected an object")
+    kind, created_at = template.get("kind"), template.get("created_at")
+    if not isinstance(kind, int) or isinstance(kind, bool) or not 0 <= kind <= 65535:
+        raise ValueError("event.kind: must be an integer 0..65535")
+    if not isinstance(created_at, int) or isinstance(created_at, bool) or created_at <= 0:
+        raise ValueError("event.created_at: must be a positive integer timestamp")
+    tags = template.get("tags", [])
+    if not isinstance(tags, list) or not all(
+        isinstance(tag, list) and all(isinstance(item, str) for item in tag) for tag in tags
+    ):
+        raise ValueError("event.tags: must be a list of lists of strings")
+    content = template.get("content", "")
+    if not isinstance(content, str):
+        raise ValueError("event.content: must be a string")
+    claimed = template.get("pubkey")
+    if claimed is not None and (not isinstance(claimed, str) or claimed.lower() != pubkey):
+        raise ValueError("event.pubkey: must be the signing key's pubkey (or omitted)")
+    return compute_event_id(pubkey, created_at, kind, tags, content)
 
 
 def sign_event(

@@ -14,16 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from node.nostr.event import Event
+from node.validate import is_hex
 
 MAX_FILTER_VALUES = 1000
 """Upper bound on the entries of any one list in a filter (keeps matching and indexing cheap)."""
 
-_HEX = frozenset("0123456789abcdef")
 _MAX_INT = 2**53
-
-
-def _hex64(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
 
 
 def _int(value: object, name: str) -> int:
@@ -67,7 +63,7 @@ class Filter:
         for key, value in obj.items():
             if key in ("ids", "authors"):
                 items = _list(value, key)
-                if not all(_hex64(item) for item in items):
+                if not all(is_hex(item, 32) for item in items):
                     raise ValueError(f"filter.{key} must hold 64 lowercase hex characters each")
                 if key == "ids":
                     ids = frozenset(items)

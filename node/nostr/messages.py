@@ -19,9 +19,9 @@ from typing import Any
 
 from node.nostr.event import Event
 from node.nostr.filters import Filter
+from node.validate import is_hex
 
 MAX_SUB_ID_LENGTH = 64
-_HEX = frozenset("0123456789abcdef")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -142,7 +142,7 @@ def _sub_id(value: object) -> str:
 def _event_id_of(obj: object) -> str | None:
     if isinstance(obj, dict):
         value = obj.get("id")
-        if isinstance(value, str) and len(value) == 64 and set(value) <= _HEX:
+        if is_hex(value, 32):
             return value
     return None
 

@@ -133,8 +133,9 @@ def _spec_context(case: Any) -> tuple[frost.SigningContext, dict[int, Any]]:
 def _spec_psigs(ctx: frost.SigningContext, members: dict[int, Any]) -> list[int]:
     psigs = []
     for idx, m in members.items():
-        z = frost.sign_partial(ctx, idx, int(m["seckey"], 16), int(m["snonce_h"], 16), int(m["snonce_b"], 16))
-        pubkey = curve.base_mul(int(m["seckey"], 16))
+        seckey, hidden, binder = (bytes.fromhex(m[k]) for k in ("seckey", "snonce_h", "snonce_b"))
+        z = frost.sign_partial(ctx, idx, seckey, hidden, binder)
+        pubkey = curve.pubkey_of(seckey)
         assert frost.verify_partial(ctx, idx, pubkey, z)
         psigs.append(z)
     return psigs

@@ -28,7 +28,7 @@ def member_env(keyset: dict[str, Any], index: int, relays: list[str], **extra: s
         "GROUP_CRED": keyset["group"],
         "SHARE_CRED": keyset["shares"][index],
         "RELAYS": ",".join(relays),
-        "FROSTR_SIGN_TIMEOUT": str(SIGN_TIMEOUT),
+        "FROSTR_SIGN_TIMEOUT": str(round(SIGN_TIMEOUT * 1000)),
         "SIGN_BUDGET": "1000",
         "IGLOO_DEMO": "false",
         **extra,

@@ -10,6 +10,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,16 +78,21 @@ async def call(client: Any, method: str, path: str, body: Any = None,
     return response.code, json.loads(response.body) if response.body else None
 
 
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait (bounded) for a condition to hold."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
 async def start_node(world: World) -> None:
     await world.manager.boot()
     await world.peer.start()
     service = world.manager.service
     assert service is not None
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    while not (service.ready and world.peer.ready):
-        assert loop.time() < deadline
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: service.ready and world.peer.ready)
 
 
 async def check_reads_and_signing(client: Any, world: World) -> None:
@@ -124,7 +130,9 @@ async def check_writes_work(client: Any, world: World) -> None:
     code, body = await call(client, "POST", "/api/auth/login", {"username": "alice", "password": PASSWORD},
                             headers={"Content-Type": "application/json"})
     assert code == 200 and body["sessionId"]
-    await asyncio.sleep(1.3)  # the event log's retry
+    # The event log retries on its own timer; its marker is the event saying so, then one more flush.
+    await wait_until(lambda: any(f["message"] == "Event log is being written again" for f in world.frames())
+                     and world.hub.ring.pending == 0)
     stored = world.db.query_all("SELECT MAX(seq) FROM events")[0][0]
     assert stored == world.hub.last_seq and world.hub.storage_error is None
 
@@ -151,7 +159,6 @@ async def test_database_locked_by_another_process(http_server_client: Any, world
         holder.stdin.flush()
         holder.wait(10)
     await check_writes_work(http_server_client, world)
-    assert any(f["message"] == "Event log is being written again" for f in world.frames())
 
 
 async def test_database_full(http_server_client: Any, world: World) -> None:

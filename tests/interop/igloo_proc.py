@@ -39,7 +39,7 @@ class IglooServer(ServerProc):
             "GROUP_CRED": group,
             "SHARE_CRED": share,
             "RELAYS": ",".join(relays or []),
-            "FROSTR_SIGN_TIMEOUT": str(sign_timeout),
+            "FROSTR_SIGN_TIMEOUT": str(round(sign_timeout * 1000)),  # milliseconds
             **(extra_env or {}),
         }
         super().__init__(data_dir, port=port, env=env, python_args=python_args)

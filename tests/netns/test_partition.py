@@ -144,7 +144,8 @@ async def test_partitioned_member(topology: dict[str, Any], tmp_path: Path) -> N
     members = [
         NsServer(ns, addr, tmp_path / f"m{n}", {
             "GROUP_CRED": keys["group"], "SHARE_CRED": keys["shares"][n], "RELAYS": relay_url,
-            "FROSTR_SIGN_TIMEOUT": str(SIGN_TIMEOUT), "PEER_PING_INTERVAL": "1", "SIGN_BUDGET": "1000"})
+            "FROSTR_SIGN_TIMEOUT": str(round(SIGN_TIMEOUT * 1000)), "PEER_PING_INTERVAL": "1",
+            "SIGN_BUDGET": "1000"})
         for n, (ns, addr) in enumerate(zip(topology["members"], topology["addresses"], strict=True))
     ]
     servers = [relay, *members]

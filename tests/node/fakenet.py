@@ -1,5 +1,6 @@
 """A queue-based stand-in for the relay network: every published event is delivered (on the next
-loop turn) to every connected fake pool whose filters match it, including the publisher's own."""
+loop turn) to every connected fake pool whose filters match it (the real NIP-01 matching of
+``node.nostr.filters``), including the publisher's own."""
 
 from __future__ import annotations
 
@@ -8,19 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from node.nostr.event import Event, verify_event
-
-
-def matches(flt: dict[str, Any], event: Event) -> bool:
-    if "kinds" in flt and event.kind not in flt["kinds"]:
-        return False
-    if "authors" in flt and event.pubkey not in flt["authors"]:
-        return False
-    if "since" in flt and event.created_at < flt["since"]:
-        return False
-    for key, values in flt.items():
-        if key.startswith("#") and not any(t[:1] == [key[1:]] and t[1] in values for t in event.tags):
-            return False
-    return True
+from node.nostr.filters import Filter, matches_any
 
 
 class FakeNetwork:
@@ -44,7 +33,7 @@ class FakeNetwork:
         loop = asyncio.get_running_loop()
         for pool in self.pools:
             if pool.connected and (ignore_filters or any(
-                    matches(f, event) for fs in pool.subs.values() for f in fs)):
+                    matches_any(filters, event) for filters in pool.subs.values())):
                 loop.call_soon(pool.on_event, event, "fake://relay")
 
 
@@ -54,7 +43,7 @@ class FakePool:
                  on_eose: Callable[[str, str], None] | None) -> None:
         self.net, self.urls, self.on_event = net, urls, on_event
         self.on_state, self.on_eose = on_state, on_eose
-        self.subs: dict[str, list[dict[str, Any]]] = {}
+        self.subs: dict[str, list[Filter]] = {}
         self.connected = False
 
     def start(self) -> None:
@@ -71,7 +60,7 @@ class FakePool:
         return self.connected
 
     def subscribe(self, sub_id: str, filters: list[dict[str, Any]]) -> None:
-        self.subs[sub_id] = filters
+        self.subs[sub_id] = [Filter.from_json(flt) for flt in filters]  # as strict as RelayPool
 
     def unsubscribe(self, sub_id: str) -> None:
         self.subs.pop(sub_id, None)

@@ -10,6 +10,7 @@ import json
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import tornado.web
@@ -179,8 +180,13 @@ async def test_full_api_flow(http_server_client: Any, world: World, tmp_path: Pa
     assert curve.schnorr_verify(
         bytes.fromhex(node.group_pubkey), bytes.fromhex(expected_id), bytes.fromhex(body["signature"])
     )
+    signed = {**event, "pubkey": node.group_pubkey, "id": expected_id, "sig": body["signature"]}
+    assert body["event"] == signed
+    code, body = await call(c, "POST", "/api/sign", {"event": {"kind": 7, "created_at": 1_700_000_001}})
+    assert code == 200 and set(body["event"]) == {"kind", "created_at", "pubkey", "id", "sig"}  # as sent
     for bad, field in (
         ({"message": "zz"}, "message"),
+        ({"event": {"kind": 1, "created_at": 1, "pubkey": "ab" * 32}}, "event.pubkey"),
         ({"event": {"kind": -1, "created_at": 1}}, "event.kind"),
         ({"event": {"kind": 1, "created_at": 1, "tags": "x"}}, "event.tags"),
     ):
@@ -229,7 +235,7 @@ async def test_full_api_flow(http_server_client: Any, world: World, tmp_path: Pa
     code, body = await call(c, "PUT", f"/api/peers/{'0' * 64}/policy", {"allowSend": True})
     assert code == 404
     code, body = await call(c, "GET", "/api/peers/nothex/policy")
-    assert code == 400
+    assert code == 400 and body["error"].startswith("pubkey: ")
     code, body = await call(c, "DELETE", f"/api/peers/{peer}/policy")
     assert code == 200 and body["removed"] is True
     code, body = await call(c, "DELETE", f"/api/peers/{peer}/policy")
@@ -242,6 +248,8 @@ async def test_full_api_flow(http_server_client: Any, world: World, tmp_path: Pa
     assert body["total"] == 2 and body["online"] == 2
     code, body = await call(c, "POST", "/api/peers/ping", {"target": 5})
     assert code == 400
+    code, body = await call(c, "POST", "/api/peers/ping", {"target": "ab"})
+    assert code == 400 and body["error"].startswith("target: ")
 
     # recover
     code, body = await call(
@@ -263,6 +271,14 @@ async def test_full_api_flow(http_server_client: Any, world: World, tmp_path: Pa
     assert code == 400 and body["success"] is False
     code, body = await call(c, "POST", "/api/recover/validate", {"type": "share", "credential": share_text})
     assert body["validation"]["isValid"] and body["decoded"]["idx"] == 1
+    code, body = await call(c, "POST", "/api/recover/validate",
+                            {"type": "group", "credential": encode_group(world.group)})
+    assert code == 200 and body["decoded"] == {"threshold": 2, "totalShares": 3, "idx": None}
+    code, body = await call(c, "POST", "/api/recover/validate", {"type": "group", "credential": share_text})
+    assert code == 200 and body["validation"]["isValid"] is False and body["decoded"] is None
+    assert share_text not in json.dumps(body)
+    code, body = await call(c, "POST", "/api/recover/validate", {"type": "nsec", "credential": "x"})
+    assert code == 400 and body["success"] is False
 
     # peers gone: 504 within the timeout
     for p in world.peers:
@@ -331,3 +347,37 @@ def recorded(world: World) -> list[tuple[str, str, Any]]:
     """Every event the hub published: (type, message, data)."""
     events = [json.loads(e.payload) for e in world.hub.ring.since(0).events]
     return [(e["type"], e["message"], e["data"]) for e in events]
+
+
+def test_node_failures_get_their_status_codes_in_the_web_layer_only() -> None:
+    from handlers.base import NODE_ERROR_STATUS, node_error_status
+    from node import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
+
+    expected = {NodeUnavailable: 503, NodeTimeout: 504, PeerResponseError: 502, RelayUnavailable: 502}
+    assert {kind: node_error_status(kind("x")) for kind in expected} == expected
+    assert node_error_status(NodeError("x")) == 500
+    assert {kind for kind, _ in NODE_ERROR_STATUS} == set(NodeError.__subclasses__())  # none left out
+    assert not any(hasattr(kind, "status") for kind in [NodeError, *NodeError.__subclasses__()])
+
+
+async def test_configure_page_form_validates_relays_one_per_line(
+    http_server_client: Any, world: World
+) -> None:
+    c = http_server_client
+    page = await c.fetch("/configure", headers={"X-API-Key": API_KEY}, raise_error=False)
+    assert page.code == 200 and b'name="relays"' in page.body
+    xsrf = next(v.split(";")[0].split("=", 1)[1] for v in page.headers.get_list("Set-Cookie")
+                if v.startswith("_xsrf="))
+
+    async def submit(relays: str) -> tuple[int, str]:
+        form = urlencode({"_xsrf": xsrf, "group_cred": encode_group(world.group),
+                          "share_cred": encode_share(world.shares[0]), "relays": relays})
+        response = await c.fetch("/configure", method="POST", body=form, raise_error=False,
+                                 headers={"X-API-Key": API_KEY, "Cookie": f"_xsrf={xsrf}"})
+        return response.code, response.body.decode()
+
+    code, html = await submit("ws://127.0.0.1:1/ ws://127.0.0.1:2/")  # two URLs on one line
+    assert code == 400 and "RELAYS:" in html and world.manager.service is None
+    code, html = await submit("ws://127.0.0.1:1/\nws://127.0.0.1:2/, ws://127.0.0.1:1/")
+    assert code == 200 and "Credentials saved" in html
+    assert world.manager.relays() == ["ws://127.0.0.1:1/", "ws://127.0.0.1:2/"]

@@ -4,8 +4,10 @@ responder rejections and online-first peer choice."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -14,6 +16,8 @@ from node import protocol
 from node.crypto import curve
 from node.crypto.keygen import generate_dealer_pkg_gen, recover_secret
 from node.crypto.session import create_session
+from node.nostr import nip04, nip44
+from node.nostr.event import verify_event
 from node.service import NodeOptions, NodeService, NodeTimeout, NodeUnavailable
 from tests.node.fakenet import FakeNetwork
 
@@ -266,5 +270,102 @@ async def test_first_ping_shortly_after_start_marks_peers() -> None:
         assert a.peer_table.is_online(b.pubkey) and a.peer_table.is_online(c.pubkey)
         # the others keep the default (no first ping): nobody pinged them back yet
         assert "Ping request" not in g.recs[0].messages("bifrost")
+    finally:
+        await g.stop()
+
+
+async def test_sign_message_and_sign_event_through_the_services_queue() -> None:
+    g = Group()
+    a, _, _ = await g.start()
+    try:
+        entry = await a.sign_message("AB" * 32)  # upper case accepted, answered in lower case
+        assert entry[0] == "ab" * 32 and verify(entry, a.group_pubkey)
+        template = {"kind": 1, "created_at": 1_700_000_000, "content": "hello"}
+        event = await a.sign_event(template)
+        verify_event(event)  # id recomputed from the fields, signature checked
+        assert (event.pubkey, event.tags, event.content) == (a.group_pubkey, [], "hello")
+        assert a.sign_queue.sessions == 2
+        for bad, field in (("zz", "message"), (None, "message")):
+            with pytest.raises(ValueError, match=f"^{field}: "):
+                await a.sign_message(bad)
+        for bad_template, field in (
+            ({"kind": 1}, "event.created_at"),
+            ({"kind": True, "created_at": 1}, "event.kind"),
+            ({"kind": 1, "created_at": 1, "tags": [[1]]}, "event.tags"),
+            ({"kind": 1, "created_at": 1, "content": 5}, "event.content"),
+            ({"kind": 1, "created_at": 1, "pubkey": "ab" * 32}, "event.pubkey"),
+            ([], "event"),
+        ):
+            with pytest.raises(ValueError, match=f"^{field}: "):
+                await a.sign_event(bad_template)
+        assert a.sign_queue.sessions == 2  # refused input never reached the co-signers
+        published = len(g.net.published)
+        with pytest.raises(ValueError, match=r"^message: expected 1 to 100 sighash vectors"):
+            await a.sign([[f"{i:064x}"] for i in range(1, 102)])  # what our own responders would refuse
+        assert len(g.net.published) == published
+    finally:
+        await g.stop()
+
+
+async def test_stopping_a_service_closes_its_sign_queue() -> None:
+    g = Group()
+    [a] = await g.start([0])  # no co-signer: a request would wait its whole timeout
+    in_flight = asyncio.ensure_future(a.sign_message("11" * 32))
+    await asyncio.sleep(0)
+    queued = asyncio.ensure_future(a.sign_message("22" * 32))
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    await a.stop()
+    for request in (in_flight, queued):
+        with pytest.raises(NodeUnavailable):
+            await request
+    assert time.monotonic() - started < 0.5  # well inside the 1 s sign timeout
+    assert a.sign_queue.closed
+    with pytest.raises(NodeUnavailable):
+        await a.sign_message("33" * 32)
+
+
+def test_no_registry_keeps_a_replaced_service_alive() -> None:
+    g = Group()
+    service = NodeService(g.group, g.shares[0], ["fake://relay"], emit=lambda *a: None,
+                          pool_factory=g.net.factory)
+    assert service.sign_queue is not NodeService(g.group, g.shares[1], [], emit=lambda *a: None,
+                                                  pool_factory=g.net.factory).sign_queue
+    gone = weakref.ref(service)
+    del service
+    gc.collect()
+    assert gone() is None
+
+
+async def test_encrypt_and_decrypt_with_a_counterparty_via_threshold_ecdh() -> None:
+    g = Group()
+    _, _, c = await g.start()
+    try:
+        peer_sk = bytes.fromhex("77" * 32)
+        peer_pk = curve.pubkey_of(peer_sk)[1:].hex()
+        group_point = curve.base_mul(g.secret())
+        conv = nip44.conversation_key(peer_sk, group_point[1:])
+        shared_x = curve.ecdh_x(peer_sk, group_point)
+        assert nip44.decrypt(conv, await c.encrypt("nip44", peer_pk, "hi 44")) == "hi 44"
+        assert await c.decrypt("nip44", "02" + peer_pk, nip44.encrypt_gen(conv, "back 44")) == "back 44"
+        assert nip04.decrypt(shared_x, await c.encrypt("nip04", peer_pk, "hi 04")) == "hi 04"
+        assert await c.decrypt("nip04", peer_pk, nip04.encrypt_gen(shared_x, "back 04")) == "back 04"
+        rounds = g.recs[2].messages("ecdh").count("ECDH request sent")
+        fresh_pk = curve.pubkey_of(bytes.fromhex("88" * 32))[1:].hex()  # no cached shared point
+        off_curve = next(
+            x for x in range(1, 100) if not curve.is_valid_point(b"\x02" + x.to_bytes(32, "big"))
+        )
+        for args, field in (
+            (("nip44", "xy", "a"), "peer_pubkey"),
+            (("nip44", off_curve.to_bytes(32, "big").hex(), "a"), "peer_pubkey"),
+            (("nip44", fresh_pk, ""), "content"),
+            (("nip04", fresh_pk, 7), "content"),
+            (("nip05", fresh_pk, "a"), "scheme"),
+        ):
+            with pytest.raises(ValueError, match=f"^{field}: "):
+                await c.encrypt(*args)
+        with pytest.raises(ValueError, match=r"^content: "):
+            await c.decrypt("nip44", peer_pk, "garbage")  # the shared point is cached: no new round either
+        assert g.recs[2].messages("ecdh").count("ECDH request sent") == rounds  # refused before any round
     finally:
         await g.stop()

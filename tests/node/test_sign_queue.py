@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
-import weakref
 from typing import Any
 
 import pytest
 
-from node import NodeTimeout
-from node.protocol import SignatureEntry
-from node.sign_queue import SignQueue, queue_for
+from node import NodeTimeout, NodeUnavailable, PeerResponseError
+from node.crypto.session import SignatureEntry
+from node.sign_queue import SignQueue
 
 
 class FakeNode:
@@ -98,7 +96,7 @@ def test_a_missing_entry_is_an_error_for_that_request() -> None:
         node = FakeNode()
         (sighash,) = hashes(1)
         node.drop.add(sighash)
-        with pytest.raises(ValueError, match="no signature"):
+        with pytest.raises(PeerResponseError, match="no signature"):
             await SignQueue(node.sign).sign(sighash)
 
     run(scenario())
@@ -123,17 +121,23 @@ def test_a_caller_that_goes_away_does_not_break_the_batch() -> None:
     run(scenario())
 
 
-def test_queue_for_is_per_service_and_does_not_keep_a_replaced_service_alive() -> None:
+def test_closing_fails_waiting_and_in_flight_requests_at_once_and_refuses_new_ones() -> None:
     async def scenario() -> None:
         node = FakeNode()
-        queue = queue_for(node)
-        assert queue_for(node) is queue and queue_for(FakeNode()) is not queue
-        (sighash,) = hashes(1)
-        assert (await queue.sign(sighash))[0] == sighash and node.sessions == [[[sighash]]]
-        gone = weakref.ref(node)
-        del node
-        gc.collect()
-        assert gone() is None
+        node.gate = asyncio.Event()  # never set: the session in flight would wait its whole 5 s
+        queue = SignQueue(node.sign)
+        a, b = hashes(2)
+        in_flight = asyncio.ensure_future(queue.sign(a))
+        await asyncio.sleep(0)
+        waiting = asyncio.ensure_future(queue.sign(b))
+        await asyncio.sleep(0)
+        await asyncio.wait_for(queue.close(), 1)
+        for request in (in_flight, waiting):
+            with pytest.raises(NodeUnavailable, match="not running"):
+                await request
+        with pytest.raises(NodeUnavailable):
+            await queue.sign(b)
+        assert node.sessions == [[[a]]]  # the waiting request never went out
 
     run(scenario())
 

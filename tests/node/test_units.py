@@ -9,7 +9,7 @@ import json
 import pytest
 
 from node.events import REDACTED, safe_data
-from node.peers import PeerTable, normalize_pubkey
+from node.peers import PeerTable
 from node.policy import ApprovalQueue, PolicyBook, SignBudget, StoredPolicy
 
 PK1, PK2, PK3 = "a" * 64, "b" * 64, "c" * 64
@@ -55,13 +55,6 @@ def test_safe_data_limits_depth() -> None:
         cursor["x"] = {}
         cursor = cursor["x"]
     assert "[depth limit]" in json.dumps(safe_data(deep))
-
-
-def test_normalize_pubkey() -> None:
-    assert normalize_pubkey("02" + "AB" * 32) == "ab" * 32
-    for bad in ("zz" * 32, "04" + "ab" * 32, "ab" * 31, 7):
-        with pytest.raises(ValueError):
-            normalize_pubkey(bad)
 
 
 def test_peer_table_online_offline_and_ranking() -> None:

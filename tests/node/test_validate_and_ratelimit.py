@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from node.ratelimit import TokenBucket
-from node.validate import hex_bytes, is_hex, relay_url, relay_urls, xonly_pubkey
+from node.validate import hex_bytes, is_hex, relay_url, relay_urls, sighash_vectors, xonly_pubkey
 
 KEY = "ab" * 32
 
@@ -15,6 +15,31 @@ def test_hex_forms() -> None:
     assert hex_bytes("AB" * 32, 32, "id") == KEY
     with pytest.raises(ValueError, match=r"^id: expected 64 hex characters$"):
         hex_bytes("zz" * 32, 32, "id")
+
+
+def test_sighash_vectors_one_message_or_a_batch_lower_cased() -> None:
+    assert sighash_vectors("AB" * 32) == [[KEY]]
+    assert sighash_vectors([[KEY], ["cd" * 32, *["ef" * 32] * 8]]) == [[KEY], ["cd" * 32, *["ef" * 32] * 8]]
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ([], "expected 1 to 100 sighash vectors"),
+        ([[f"{i:064x}"] for i in range(101)], "expected 1 to 100 sighash vectors"),
+        ({"a": 1}, "expected 1 to 100 sighash vectors"),
+        ([[]], "at most 8 tweaks"),
+        ([[KEY, *[KEY] * 9]], "at most 8 tweaks"),
+        ([KEY], "at most 8 tweaks"),  # a vector must be a list, not a bare string
+        ([[KEY[:-2]]], "64 hex characters"),
+        ([[KEY, 7]], "64 hex characters"),
+        ([[KEY], [KEY.upper()]], "unique"),
+        ("zz", "64 hex characters"),
+    ],
+)
+def test_sighash_vector_refusals_name_the_field(bad: object, reason: str) -> None:
+    with pytest.raises(ValueError, match=f"^session hashes: .*{reason}"):
+        sighash_vectors(bad, "session hashes")
 
 
 def test_pubkey_accepts_compressed_and_names_the_field() -> None:
@@ -61,3 +86,19 @@ def test_token_bucket_refills_on_its_clock() -> None:
     assert bucket.retry_after() == 3
     now[0] += 100
     assert bucket.tokens <= 3 and bucket.take(3)
+
+
+def test_hex_rules_live_only_in_node_validate() -> None:
+    """No other module above node/crypto spells out a hex alphabet: they all call node.validate."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spelled = ("0123456789abcdef", "0-9a-f", "0-9A-F", "0-9a-fA-F")
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ("node", "handlers")
+        for path in sorted((root / folder).rglob("*.py"))
+        if "crypto" not in path.parts and path.name != "validate.py"
+        and any(text in path.read_text() for text in spelled)
+    ]
+    assert offenders == []

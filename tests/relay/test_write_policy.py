@@ -96,7 +96,7 @@ def test_group_members_follow_the_node_managers_service() -> None:
 
 def test_build_relay_takes_every_relay_setting(tmp_path: Path) -> None:
     config = Settings.from_env({
-        "DATA_DIR": str(tmp_path), "RELAY_WRITE": "ALL", "RELAY_MAX_PER_IP": "3", "RELAY_LOCAL_RESERVED": "2",
+        "DATA_DIR": str(tmp_path), "RELAY_WRITE": "all", "RELAY_MAX_PER_IP": "3", "RELAY_LOCAL_RESERVED": "2",
         "RELAY_MAX_BYTES": str(2 << 20), "RELAY_ADDRESS_QUOTA": "100000", "RELAY_AUTHOR_QUOTA": "90000",
         "RELAY_MAX_EVENT_BYTES": "5000", "RELAY_MAX_TAGS": "30", "RELAY_MAX_TAG_STRINGS": "5",
         "RELAY_MAX_FILTER_VALUES": "77", "RELAY_MAX_QUERY_WORK": "4321", "RELAY_EVENT_RATE": "7",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,9 @@ import tornado.web
 import tornado.websocket
 
 from config.settings import Settings
-from handlers.events import EventHub, EventStreamHandler
+from handlers.event_hub import EventHub
+from handlers.events import EventStreamHandler
+from node import Clock
 from server import build_application, open_state
 from store.db import Database
 from store.users import UserStore
@@ -106,9 +109,9 @@ async def read_until_closed(ws: WS, timeout: float = 5.0) -> list[Any]:
         frames.append(frame)
 
 
-def start_igloo(env: dict[str, str], sock: socket.socket | None = None) -> Igloo:
+def start_igloo(env: dict[str, str], sock: socket.socket | None = None, clock: Clock = time.time) -> Igloo:
     config = Settings.from_env(env)
-    db, hub = open_state(config)
+    db, hub = open_state(config, clock=clock)
     app = build_application(config, db, hub, bcrypt_rounds=4)
     server = tornado.httpserver.HTTPServer(app, xheaders=config.trust_proxy)
     if sock is None:

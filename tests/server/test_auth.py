@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -10,7 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import ADMIN_SECRET, API_KEY, PASSWORD, Igloo, base_env, start_igloo, stop_igloo
+from handlers.auth import LoginLimiter
+from tests.clock import ManualClock
+from tests.server.conftest import (
+    ADMIN_SECRET,
+    API_KEY,
+    PASSWORD,
+    Igloo,
+    base_env,
+    read_frame,
+    read_until_closed,
+    start_igloo,
+    stop_igloo,
+)
 
 
 def xsrf_pair(resp_headers: object) -> tuple[str, str]:
@@ -123,14 +134,42 @@ async def test_api_login_failures(igloo: Igloo) -> None:
 @pytest.mark.parametrize("overrides", [{"RATE_LIMIT_LOGIN_MAX": "3"}])
 async def test_failed_logins_rate_limited(igloo: Igloo) -> None:
     igloo.add_user()
+    configured: LoginLimiter = igloo.app.settings["login_limiter"]
+    assert (configured.max_failures, configured.window) == (3, 900)  # RATE_LIMIT_LOGIN_WINDOW's default
+    clock = ManualClock()
+    igloo.app.settings["login_limiter"] = LoginLimiter(3, 900, clock=clock)
     headers = {"Content-Type": "application/json"}
-    for _ in range(3):
+
+    async def login(password: str) -> tuple[int, str | None]:
         resp = await igloo.fetch("/api/auth/login", method="POST", headers=headers,
-                                 body=json.dumps({"username": "alice", "password": "wrong"}))
-        assert resp.code == 401
-    blocked = await igloo.fetch("/api/auth/login", method="POST", headers=headers,
-                                body=json.dumps({"username": "alice", "password": PASSWORD}))
-    assert blocked.code == 429 and 0 < int(blocked.headers["Retry-After"]) <= 900
+                                 body=json.dumps({"username": "alice", "password": password}))
+        return resp.code, resp.headers.get("Retry-After")
+
+    for _ in range(3):
+        assert await login("wrong") == (401, None)
+        clock.advance(100)
+    assert await login(PASSWORD) == (429, "600")  # the first failure leaves the window 900 s after it
+    clock.advance(599)
+    assert await login(PASSWORD) == (429, "1")
+    clock.advance(1)
+    assert await login(PASSWORD) == (200, None)
+
+
+def test_login_limiter_counts_failures_per_address_in_a_sliding_window() -> None:
+    clock = ManualClock()
+    limiter = LoginLimiter(max_failures=2, window=60, clock=clock)
+    limiter.fail("10.0.0.1")
+    clock.advance(10)
+    limiter.fail("10.0.0.1")
+    assert limiter.retry_after("10.0.0.1") == 50 and limiter.retry_after("10.0.0.2") == 0
+    clock.advance(49.5)
+    assert limiter.retry_after("10.0.0.1") == 1  # whole seconds, rounded up
+    clock.advance(0.5)
+    assert limiter.retry_after("10.0.0.1") == 0  # the first failure has left the window
+    limiter.fail("10.0.0.1")
+    assert limiter.retry_after("10.0.0.1") == 10
+    limiter.reset("10.0.0.1")
+    assert limiter.retry_after("10.0.0.1") == 0
 
 
 async def test_logout_ends_session(igloo: Igloo) -> None:
@@ -160,13 +199,54 @@ async def test_logout_form(igloo: Igloo) -> None:
     assert (await igloo.fetch("/api/events", headers={"Cookie": cookie})).code == 401
 
 
-@pytest.mark.parametrize("overrides", [{"SESSION_TIMEOUT": "1"}])
-async def test_session_expires_when_idle(igloo: Igloo) -> None:
-    igloo.add_user()
-    cookie, _ = await igloo.login()
-    assert (await igloo.fetch("/api/events", headers={"Cookie": cookie})).code == 426
-    await asyncio.sleep(1.2)
-    assert (await igloo.fetch("/api/events", headers={"Cookie": cookie})).code == 401
+async def test_session_expires_when_idle(io_loop: object, tmp_path: Path) -> None:
+    clock = ManualClock()
+    igloo = start_igloo(base_env(tmp_path / "data"), clock=clock)  # SESSION_TIMEOUT 3600
+    try:
+        igloo.add_user()
+        cookie, _ = await igloo.login()
+
+        async def events_code() -> int:
+            return (await igloo.fetch("/api/events", headers={"Cookie": cookie})).code
+
+        async def expires_in() -> int:
+            status = await igloo.fetch("/api/auth/status", headers={"Cookie": cookie})
+            return int(json.loads(status.body).get("expiresIn", -1))
+
+        assert await events_code() == 426
+        clock.advance(3000)
+        assert await expires_in() == 3600  # every request renews the session
+        clock.advance(3599)
+        assert await events_code() == 426  # 6599 s after login, alive: only idle time counts
+        clock.advance(3600)
+        assert await events_code() == 401
+        assert await expires_in() == -1  # no longer authenticated
+    finally:
+        stop_igloo(igloo)
+
+
+async def test_session_expiry_by_the_clock_closes_event_sockets(io_loop: object, tmp_path: Path) -> None:
+    clock = ManualClock()
+    igloo = start_igloo(base_env(tmp_path / "data"), clock=clock)
+    try:
+        igloo.add_user()
+        cookie, _ = await igloo.login()
+        ws = await igloo.ws(headers={"Cookie": cookie})
+        assert (await read_frame(ws) or {}).get("message") == "Connected to event stream"
+        clock.advance(3599)
+        igloo.hub.sweep_sessions()  # what the hub's periodic sweep does
+        marker = igloo.hub.publish("info", "marker")  # would come after a close frame on the same socket
+        for _ in range(5):  # "User logged in" may come first
+            frame = await read_frame(ws)
+            if frame is None or frame == marker:
+                break
+        assert frame == marker and ws.close_code is None
+        clock.advance(1)
+        igloo.hub.sweep_sessions()
+        await read_until_closed(ws, timeout=3)
+        assert ws.close_code == 4401
+    finally:
+        stop_igloo(igloo)
 
 
 async def test_sessions_survive_restart(io_loop: object, tmp_path: Path) -> None:

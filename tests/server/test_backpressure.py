@@ -64,7 +64,7 @@ async def test_stalled_client_dropped_memory_flat(igloo: Igloo) -> None:
         sent_at = time.monotonic()
         igloo.hub.publish("info", "bulk", {"n": n, "pad": pad})
         if slow_handler.ws_connection is not None and slow_handler in slow_handler.open_sockets:
-            max_unsent = max(max_unsent, slow_handler._unsent_bytes(slow_handler.ws_connection.stream))
+            max_unsent = max(max_unsent, slow_handler.unsent_bytes())
         frame = await read_frame(fast, timeout=2)
         latencies.append(time.monotonic() - sent_at)
         assert frame["data"]["n"] == n  # type: ignore[index]

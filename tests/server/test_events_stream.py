@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
+from datetime import UTC, datetime
 
 import pytest
 import tornado.httpclient
 import tornado.websocket
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-import handlers.events as events_module
+import handlers.event_hub as events_module
 from tests.server.conftest import API_KEY, Igloo, read_frame, read_until_closed
 
 
@@ -141,6 +145,23 @@ async def test_flood_closes_1008(igloo: Igloo) -> None:
     assert ws.close_code == 1008
 
 
+@pytest.mark.parametrize("overrides", [{"WS_CLIENT_RATE": "2"}])
+async def test_command_rate_refills_with_the_hub_clock(igloo: Igloo) -> None:
+    now = [1000.0]
+    igloo.hub.clock = lambda: now[0]
+    ws = await igloo.ws_key()
+    await read_frame(ws)
+    for _ in range(4):  # bursts of twice WS_CLIENT_RATE
+        await ws.write_message('{"type":"ping"}')
+        assert (await read_frame(ws))["type"] == "pong"  # type: ignore[index]
+    now[0] += 0.5  # one frame's worth at 2 frames/s
+    await ws.write_message('{"type":"ping"}')
+    assert (await read_frame(ws))["type"] == "pong"  # type: ignore[index]
+    await ws.write_message('{"type":"ping"}')  # the clock has not moved: nothing left
+    assert await read_until_closed(ws) == []
+    assert ws.close_code == 1008
+
+
 @pytest.mark.parametrize("overrides", [{"WS_MAX_PER_IP": "2"}])
 async def test_per_ip_cap(igloo: Igloo) -> None:
     first, second = await igloo.ws_key(), await igloo.ws_key()
@@ -194,7 +215,7 @@ async def test_session_expiry_closes_socket_4401(igloo: Igloo) -> None:
 
 
 def test_encode_payload_never_fails() -> None:
-    from handlers.events import encode_payload
+    from handlers.event_frames import encode_payload
 
     lone = "peer said \ud800"
     frame = json.loads(encode_payload({"type": "warn", "message": lone, "data": {"tag": lone}}))
@@ -204,6 +225,55 @@ def test_encode_payload_never_fails() -> None:
         deep = [deep]
     frame = json.loads(encode_payload({"type": "warn", "message": lone, "data": deep}))
     assert frame["message"] == lone and frame["data"] == {"error": "event data could not be serialized"}
+
+
+def test_frames_convert_values_json_lacks_with_the_node_converter() -> None:
+    from handlers.event_frames import encode_payload, frame_body
+    from node import safe_data
+
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    data = {"when": when, "error": ValueError("relay said bfshare1qqq"), "ids": {b"\x01"}, "peer": object()}
+    frame = json.loads(encode_payload(frame_body("info", "converted", data)))
+    assert frame["data"] == {
+        "when": "2026-01-02T03:04:05Z",
+        "error": {"name": "ValueError", "message": "[redacted]"},
+        "ids": ["01"],
+        "peer": "<object>",
+    }
+    assert frame["data"] == {key: safe_data(value) for key, value in data.items()}
+
+
+class _Colour(enum.Enum):
+    RED = 1
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this object")
+
+
+_any_text = st.text(st.characters(codec=None, exclude_categories=()))  # lone surrogates included
+_leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), _any_text, st.binary(), st.datetimes(),
+    st.builds(ValueError, _any_text), st.just(_Colour.RED), st.just(_Unprintable()),
+    st.frozensets(_any_text, max_size=3),
+)
+_event_data = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.tuples(inner, inner), st.dictionaries(_any_text, inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(message=_any_text, data=_event_data)
+def test_any_event_data_encodes(message: str, data: object) -> None:
+    from handlers.event_frames import encode_payload, frame_body
+
+    frame = json.loads(encode_payload(frame_body("info", message, data)))
+    assert frame["message"] == message and set(frame) == {"type", "message", "data", "timestamp", "id", "seq"}
 
 
 @pytest.mark.parametrize(("overrides", "expected_writes"), [({}, 1), ({"WS_COALESCE_MS": "0"}, 2)])

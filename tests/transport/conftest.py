@@ -101,6 +101,7 @@ class HostileRelay(websocket.WebSocketHandler):
             unasked = make_event(3, kind=4242, content="unasked").to_json()
             frames.append(json.dumps(["EVENT", sub_id, unasked]))
             frames.append(json.dumps(["EVENT", "not-our-sub", make_event(3, content="stray").to_json()]))
+            frames.append(json.dumps(["EOSE", sub_id]))  # the one proper frame: tests wait for it
             for frame in frames:
                 self.write_message(frame, binary=isinstance(frame, bytes))
         elif mode == "huge" and msg[0] == "REQ":
