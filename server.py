@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,14 @@ import tornado.web
 from config import igloo_server
 from config.settings import ConfigError, Settings
 from config.startup import cookie_secret, load_environment, read_or_create_secret_file, with_credentials_key
-from handlers import pages, relay, routes
+from handlers import pages, routes
 from handlers.auth import LoginLimiter, setup_token_path
 from handlers.base import VERSION
 from handlers.event_frames import CLOSE_GOING_AWAY
 from handlers.event_hub import EventHub
 from handlers.events import MAX_CLIENT_FRAME, EventStreamHandler
 from node import Clock, NodeManager, NodeOptions, keytools, nip46
+from relay import RelayLimits, RelayState, WritePolicy
 from store.credentials import CredentialStore
 from store.db import Database
 from store.events import EventRing
@@ -122,10 +123,48 @@ def build_application(
         "websocket_max_message_size": MAX_CLIENT_FRAME,
         "compress_response": False,
         "default_handler_class": pages.NotFoundPage,
-        "relay_limits": config.relay_limits(),
+        "relay": build_relay(config, node, bunker),
     }
     settings.update(extra_settings or {})
     return tornado.web.Application(routes.ROUTES, **settings)
+
+
+class GroupMembers:
+    """The running group's member pubkeys (this node's share key and its peers), for the relay's policy.
+
+    ``node`` is a NodeManager (its ``service`` changes with credentials and the demo), a NodeService, or
+    None. Called once per relay EVENT, so the set is rebuilt only when the service changes.
+    """
+
+    def __init__(self, node: Any | None) -> None:
+        self._node = node
+        self._service: Any = None
+        self._members: frozenset[str] = frozenset()
+
+    def __call__(self) -> Collection[str]:
+        node = self._node
+        service = getattr(node, "service", node) if node is not None else None
+        if service is not self._service:
+            self._service = service
+            pubkey, peers = getattr(service, "pubkey", None), getattr(service, "peers", ())
+            self._members = frozenset([pubkey, *peers]) if pubkey else frozenset()
+        return self._members
+
+
+def build_relay(config: Settings, node: Any | None = None, bunker: Any | None = None) -> RelayState:
+    """The embedded relay's state from the RELAY_* settings.
+
+    In ``signer`` mode it takes what this signer needs: events of the node's current group, and NIP-46
+    traffic to or from the bunker's current transport key (read per event, so a rotated key applies at once).
+    """
+
+    def transport_keys() -> Collection[str]:
+        pubkey = getattr(bunker, "pubkey", None)
+        return (pubkey,) if pubkey else ()
+
+    limits = RelayLimits(**config.relay_limits())
+    policy = WritePolicy(config.relay_write, members=GroupMembers(node), nip46_keys=transport_keys)
+    return RelayState(limits, policy)
 
 
 def startup_warnings(config: Settings) -> list[str]:
@@ -230,7 +269,7 @@ async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
         await bunker.stop()
     await node.stop()
     closed = hub.close_all(CLOSE_GOING_AWAY, "server shutting down")
-    relay.relay_hub(app.settings).close_all()
+    app.settings["relay"].close_all()
     deadline = loop.time() + SHUTDOWN_GRACE
     while hub.sockets_pending_close() and loop.time() < deadline:
         await asyncio.sleep(0.02)

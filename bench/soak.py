@@ -99,7 +99,8 @@ class Soak:
         }
         self.relay = ServerProc(
             self.relay_port,
-            igloo_env(self.relay_port, work / "relay", IGLOO_DEMO="false", RELAY_EVENT_RATE="100000"),
+            igloo_env(self.relay_port, work / "relay", IGLOO_DEMO="false", RELAY_EVENT_RATE="100000",
+                      RELAY_WRITE="all"),
             log_path=work / "relay.log",
         )
         self.server = ServerProc(

@@ -268,6 +268,11 @@ class Settings:
     demo_enabled: bool = setting(
         "IGLOO_DEMO", Boolean(), True, NODE, "Offer the built-in demo group on the dashboard.")
     # --- Embedded relay
+    relay_write: str = setting(
+        "RELAY_WRITE", Choice(("signer", "all")), "signer", RELAY,
+        "Who may write: signer takes only events of this signer's group members and NIP-46 traffic to or "
+        "from its transport key (the rest: OK false \"restricted\"); all is a public relay. signer is what a "
+        "VPS wants: the relay is then no free storage and fan-out for strangers (docs/relay.md).")
     relay_max_events: int = setting(
         "RELAY_MAX_EVENTS", Integer(0, 10_000_000), 10_000, RELAY,
         "Regular events kept in memory (kind 20004 signer traffic is ephemeral and never stored).")
@@ -277,9 +282,44 @@ class Settings:
         "RELAY_MAX_CONNECTIONS", _COUNT, 1000, RELAY, "Open relay connections (503 beyond).")
     relay_event_rate: int = setting(
         "RELAY_EVENT_RATE", _COUNT, 100, RELAY,
-        "EVENT messages per second one relay connection may publish (bursts of twice that); beyond, they "
-        "are refused with OK false \"rate-limited\". A node publishes one event per request it sends or "
-        "answers.")
+        "Tokens per second for one local relay connection, or for all connections of one outside address "
+        "together (bursts of twice that). An EVENT or REQ costs one, each 16 KiB of a frame one more, a REQ "
+        "also one per 200 units of search work; without tokens, EVENT and REQ are refused with "
+        "\"rate-limited\", and a client in debt is not read until it is paid. A node publishes one event per "
+        "request it sends or answers.")
+    relay_max_bytes: int = setting(
+        "RELAY_MAX_BYTES", Integer(1 << 20, 1 << 40, "bytes"), 64 << 20, RELAY,
+        "Memory stored events may take, as the relay accounts it (JSON plus per-event and per-tag overhead); "
+        "the oldest received go first.")
+    relay_address_quota: int = setting(
+        "RELAY_ADDRESS_QUOTA", Integer(1 << 16, 1 << 40, "bytes"), 8 << 20, RELAY,
+        "Accounted bytes of stored events one client address may hold (beyond: OK false \"rate-limited\").")
+    relay_author_quota: int = setting(
+        "RELAY_AUTHOR_QUOTA", Integer(1 << 16, 1 << 40, "bytes"), 8 << 20, RELAY,
+        "Accounted bytes of stored events one author may hold (beyond: OK false \"rate-limited\").")
+    relay_max_event_bytes: int = setting(
+        "RELAY_MAX_EVENT_BYTES", Integer(1024, 128 * 1024, "bytes"), 100 * 1024, RELAY,
+        "Bytes of one event's JSON (beyond: OK false \"invalid\").")
+    relay_max_tags: int = setting(
+        "RELAY_MAX_TAGS", Integer(1, 100_000), 2000, RELAY,
+        "Tags of one event (beyond: OK false \"invalid\").")
+    relay_max_tag_strings: int = setting(
+        "RELAY_MAX_TAG_STRINGS", Integer(2, 100_000), 64, RELAY,
+        "Strings in one tag, its name included (beyond: OK false \"invalid\").")
+    relay_local_reserved: int = setting(
+        "RELAY_LOCAL_RESERVED", Integer(0, 1_000_000), 20, RELAY,
+        "Relay connections only direct ones from 127.0.0.1 or ::1 may take (the node's own; a reverse "
+        "proxy's requests carry X-Forwarded-For and do not count). Less than RELAY_MAX_CONNECTIONS.")
+    relay_max_per_ip: int = setting(
+        "RELAY_MAX_PER_IP", _COUNT, 10, RELAY,
+        "Relay connections of one outside address (429 beyond; IPv6 counted by /64).")
+    relay_max_query_work: int = setting(
+        "RELAY_MAX_QUERY_WORK", Integer(1000, 1_000_000_000), 50_000, RELAY,
+        "Search work one REQ may do on stored events, about one unit per candidate event (beyond: CLOSED "
+        "\"rate-limited\").")
+    relay_max_filter_values: int = setting(
+        "RELAY_MAX_FILTER_VALUES", Integer(10, 10_000_000), 2000, RELAY,
+        "Filter values (ids, authors, kinds, tag values) all subscriptions of one relay connection may hold.")
 
     # --- NIP-46 remote signing
     nip46_enabled: bool = setting(
@@ -355,12 +395,22 @@ class Settings:
             return False
 
     def relay_limits(self) -> dict[str, Any]:
-        """The embedded relay's configurable bounds, by the relay's own field names."""
+        """The embedded relay's configurable bounds, by the field names of ``relay.RelayLimits``."""
         return {
             "max_events": self.relay_max_events,
+            "max_bytes": self.relay_max_bytes,
             "max_age": float(self.relay_max_age),
+            "address_quota": self.relay_address_quota,
+            "author_quota": self.relay_author_quota,
+            "max_event_bytes": self.relay_max_event_bytes,
+            "max_event_tags": self.relay_max_tags,
+            "max_tag_strings": self.relay_max_tag_strings,
+            "max_filter_values": self.relay_max_filter_values,
+            "max_query_work": self.relay_max_query_work,
             "max_connections": self.relay_max_connections,
-            "event_rate": float(self.relay_event_rate),
+            "max_connections_per_address": self.relay_max_per_ip,
+            "local_reserved": self.relay_local_reserved,
+            "event_rate": float(self.relay_event_rate),  # per local connection or outside address
             "event_burst": 2.0 * self.relay_event_rate,
         }
 
@@ -423,6 +473,8 @@ def _check_together(values: dict[str, Any]) -> None:
     """Rules across variables."""
     if (values["basic_auth_user"] is None) != (values["basic_auth_pass"] is None):
         raise ConfigError("BASIC_AUTH_PASS: BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
+    if values["relay_local_reserved"] >= values["relay_max_connections"]:
+        raise ConfigError("RELAY_LOCAL_RESERVED: must be less than RELAY_MAX_CONNECTIONS")
     if values["node_env"] == "production" and "*" in values["allowed_origins"]:
         raise ConfigError(
             "ALLOWED_ORIGINS: * is refused with NODE_ENV=production (as in Igloo Server): list the origins, "

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 def app(tmp_path: Path) -> tornado.web.Application:
-    config = Settings(data_dir=tmp_path, api_key="k" * 40)
+    config = Settings(data_dir=tmp_path, api_key="k" * 40, relay_write="all")  # strangers reach the node
     db, hub = open_state(config)
     application = build_application(config, db, hub, None, bcrypt_rounds=4)
     application.add_handlers(r".*", relay.ROUTES)

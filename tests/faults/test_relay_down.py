@@ -31,7 +31,7 @@ def connected(status: dict[str, Any]) -> bool:
 
 async def test_relay_killed_mid_sign(tmp_path: Path, keyset: dict[str, Any]) -> None:
     r_dir, a_dir, b_dir = data_dirs(tmp_path, 3)
-    relay = ServerProc(r_dir, env={"IGLOO_DEMO": "false"})
+    relay = ServerProc(r_dir, env={"IGLOO_DEMO": "false", "RELAY_WRITE": "all"})  # a relay for another group
     a = ServerProc(a_dir, env=member_env(keyset, 0, [relay.relay_url]))
     b = ServerProc(b_dir, env=member_env(keyset, 1, [relay.relay_url]))
     revived: ServerProc | None = None
@@ -55,7 +55,7 @@ async def test_relay_killed_mid_sign(tmp_path: Path, keyset: dict[str, Any]) -> 
         status = await a.wait_status(lambda s: not connected(s), 5)
         assert status["connectedRelays"] == 0
 
-        revived = ServerProc(r_dir, port=relay.port, env={"IGLOO_DEMO": "false"})
+        revived = ServerProc(r_dir, port=relay.port, env={"IGLOO_DEMO": "false", "RELAY_WRITE": "all"})
         await revived.start()
         status = await a.wait_status(connected, 15)
         assert status["relays"][0]["reconnects"] >= 1

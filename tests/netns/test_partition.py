@@ -140,7 +140,7 @@ class NsServer:
 async def test_partitioned_member(topology: dict[str, Any], tmp_path: Path) -> None:
     keys = keygen(2, 3)
     relay_url = f"ws://{RELAY_IP}:{PORT}/"
-    relay = NsServer(topology["relay"], RELAY_IP, tmp_path / "relay", {})
+    relay = NsServer(topology["relay"], RELAY_IP, tmp_path / "relay", {"RELAY_WRITE": "all"})
     members = [
         NsServer(ns, addr, tmp_path / f"m{n}", {
             "GROUP_CRED": keys["group"], "SHARE_CRED": keys["shares"][n], "RELAYS": relay_url,

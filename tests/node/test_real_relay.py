@@ -24,9 +24,15 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def world(tmp_path: Path, http_server_port: tuple[Any, int]) -> dict[str, Any]:
+def relay_write() -> str:
+    """The embedded relay's RELAY_WRITE (the default: only the running group's members may write)."""
+    return "signer"
+
+
+@pytest.fixture
+def world(tmp_path: Path, http_server_port: tuple[Any, int], relay_write: str) -> dict[str, Any]:
     config = Settings(data_dir=tmp_path, api_key="k" * 40, credentials_key=secrets.token_bytes(32),
-                      host_port=http_server_port[1], sign_timeout=2.0)
+                      host_port=http_server_port[1], sign_timeout=2.0, relay_write=relay_write)
     db, hub = open_state(config)
     manager = NodeManager(emit=hub.publish, options=NodeOptions(sign_timeout=2.0, ping_interval=3600),
                           default_relays=list(config.effective_relays), pool_factory=pool_mod.RelayPool)
@@ -41,7 +47,10 @@ def app(world: dict[str, Any]) -> tornado.web.Application:
     return application
 
 
-async def test_triple_over_embedded_relay(http_server: Any, http_server_port: tuple[Any, int]) -> None:
+@pytest.mark.parametrize("relay_write", ["all"])  # these nodes run outside the manager the relay asks
+async def test_triple_over_embedded_relay(
+    http_server: Any, http_server_port: tuple[Any, int], relay_write: str
+) -> None:
     url = f"ws://127.0.0.1:{http_server_port[1]}/"
     group, shares = generate_dealer_pkg_gen(2, 3)
     events: list[tuple[str, str]] = []

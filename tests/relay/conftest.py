@@ -8,7 +8,7 @@ import pytest
 import tornado.web
 
 from handlers import relay
-from handlers.relay_hub import RelayLimits
+from relay import RelayLimits, RelayState
 
 TEST_LIMITS = RelayLimits(
     max_events=50,
@@ -27,7 +27,7 @@ TEST_LIMITS = RelayLimits(
 @pytest.fixture
 def relay_settings() -> dict[str, Any]:
     """Application settings for the relay under test (tests may override the fixture)."""
-    return {"relay_limits": TEST_LIMITS}
+    return {"relay": RelayState(TEST_LIMITS)}
 
 
 @pytest.fixture

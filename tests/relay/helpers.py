@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import socket
 import time
 from typing import Any
 
@@ -44,6 +47,11 @@ class RelayClient:
     async def connect(cls, url: str | HTTPRequest, **kwargs: Any) -> RelayClient:
         """Open a connection to ``url``."""
         return cls(await websocket.websocket_connect(url, **kwargs))
+
+    @classmethod
+    async def connect_from(cls, url: str, source: str, **kwargs: Any) -> RelayClient:
+        """Open a connection to ``url`` from the loopback address ``source`` (127.0.0.2, ...)."""
+        return await cls.connect(HTTPRequest(url, network_interface=source, **kwargs))
 
     async def send(self, message: Any) -> None:
         """Send a JSON value (or a raw string as-is)."""
@@ -88,3 +96,72 @@ class RelayClient:
     def close(self) -> None:
         """Close the connection."""
         self.conn.close()
+
+
+class RawClient:
+    """A WebSocket client on a bare socket with a small receive buffer, read only when the test says so.
+
+    Tornado's client reads as fast as it can; this one lets the relay's send buffer fill up, as a slow
+    reader on a thin link would.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    @classmethod
+    async def connect(cls, port: int, rcvbuf: int = 4096) -> RawClient:
+        """Handshake with the relay on 127.0.0.1:``port``."""
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        await loop.sock_sendall(sock, (
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        client = cls(sock)
+        while b"\r\n\r\n" not in client.buffer:
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), 3)
+            assert chunk, "closed during the handshake"
+            client.buffer += chunk
+        head, client.buffer = client.buffer.split(b"\r\n\r\n", 1)
+        assert b" 101 " in head.split(b"\r\n", 1)[0], head
+        return client
+
+    async def send(self, message: Any) -> None:
+        """Send one masked text frame with this JSON value."""
+        payload = json.dumps(message).encode()
+        mask = os.urandom(4)
+        size = len(payload)
+        header = bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0xFE]) + size.to_bytes(2, "big")
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        await asyncio.get_running_loop().sock_sendall(self.sock, header + mask + masked)
+
+    async def _fill(self, size: int) -> None:
+        loop = asyncio.get_running_loop()
+        while len(self.buffer) < size:
+            chunk = await asyncio.wait_for(loop.sock_recv(self.sock, 65536), 5)
+            if not chunk:
+                raise ConnectionError("closed by the relay")
+            self.buffer += chunk
+
+    async def recv(self) -> tuple[int, bytes]:
+        """The next frame from the relay: (opcode, payload)."""
+        await self._fill(2)
+        opcode, size = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F
+        start = 2
+        if size == 126:
+            await self._fill(4)
+            size, start = int.from_bytes(self.buffer[2:4], "big"), 4
+        elif size == 127:
+            await self._fill(10)
+            size, start = int.from_bytes(self.buffer[2:10], "big"), 10
+        await self._fill(start + size)
+        payload, self.buffer = self.buffer[start:start + size], self.buffer[start + size:]
+        return opcode, payload
+
+    def close(self) -> None:
+        """Drop the socket."""
+        self.sock.close()

@@ -10,7 +10,7 @@ import pytest
 import tornado.web
 from tornado.httpclient import HTTPClientError
 
-from handlers.relay_hub import RelayLimits
+from relay import RelayLimits, RelayState
 from tests.relay.helpers import RelayClient, make_event
 
 pytestmark = pytest.mark.timeout(30)
@@ -22,7 +22,7 @@ LIMITS = RelayLimits(
     max_event_tags=10,
     max_content_length=60_000,
     max_message_length=64 * 1024,
-    event_rate=5.0,
+    event_rate=1000.0,
     event_burst=30.0,
     max_connections=3,
 )
@@ -30,8 +30,8 @@ LIMITS = RelayLimits(
 
 @pytest.fixture
 def relay_settings() -> dict[str, Any]:
-    """A slow event rate, to reach the limit quickly."""
-    return {"relay_limits": LIMITS}
+    """Token buckets on a clock that stands still: a client has its burst and nothing refills it."""
+    return {"relay": RelayState(LIMITS, monotonic=lambda: 0.0)}
 
 
 async def test_nip11_document_with_cors(http_server_client: Any) -> None:
@@ -71,16 +71,22 @@ async def test_foreign_origin_may_connect(relay_url: str) -> None:
 
 
 async def test_event_rate_limit(relay_url: str) -> None:
+    """Each EVENT costs one token plus its size; a refused one still pays for its bytes and reading."""
     client = await RelayClient.connect(relay_url)
     events = [make_event(0, content=str(i)) for i in range(40)]
-    for event in events:
-        await client.send(["EVENT", event.to_json()])
+    frames = [json.dumps(["EVENT", event.to_json()]) for event in events]
+    for frame in frames:
+        await client.send(frame)
     replies = [await client.recv() for _ in events]
     assert [r[1] for r in replies] == [e.id for e in events]
-    refused = [r for r in replies if r[2] is False]
-    assert 5 <= len(refused) <= 10
-    assert all(r[3].startswith("rate-limited:") for r in refused)
-    assert all(r[2] is True for r in replies[:30])
+    tokens, expected = LIMITS.event_burst, []
+    for frame in frames:
+        size_cost = len(frame) / LIMITS.frame_bytes_per_token
+        expected.append(tokens >= 1 + size_cost)
+        tokens -= 1 + size_cost if expected[-1] else size_cost + LIMITS.refused_frame_cost
+    assert [r[2] for r in replies] == expected
+    assert expected.count(False) == 11  # 29 fit in the burst of 30 once their bytes are paid for
+    assert all(r[3].startswith("rate-limited:") for r in replies if r[2] is False)
 
 
 async def test_connection_cap_refuses_upgrades_until_one_leaves(
@@ -91,7 +97,7 @@ async def test_connection_cap_refuses_upgrades_until_one_leaves(
         await RelayClient.connect(relay_url)
     assert info.value.code == 503
     clients[0].close()
-    hub = app.settings["relay_hub"]
+    hub = app.settings["relay"]
     for _ in range(200):
         if hub.open_count() < 3:
             break

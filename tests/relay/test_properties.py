@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handlers.relay_hub import RelayHub, RelayLimits
 from node.nostr.event import Event
 from node.nostr.filters import Filter
 from node.nostr.messages import parse_client_message, parse_relay_message
+from relay import RelayLimits, RelayState
 from tests.crypto.fuzz import prop
 from tests.relay.helpers import make_event, pubkey
 
@@ -86,9 +86,9 @@ _filters = st.builds(
 @prop(60)
 @given(st.lists(_filters, min_size=1, max_size=3))
 def test_query_equals_brute_force(filters: list[Filter]) -> None:
-    hub = RelayHub(RelayLimits(max_limit=10))
+    hub = RelayState(RelayLimits(max_limit=10))
     for event in _POOL:
-        hub.add_event(event)
+        hub.publish(event)
     expected: dict[str, Event] = {}
     newest_first = sorted(_POOL, key=lambda e: (-e.created_at, e.id))
     for flt in filters:
@@ -96,5 +96,5 @@ def test_query_equals_brute_force(filters: list[Filter]) -> None:
         for event in [e for e in newest_first if flt.matches(e)][:limit]:
             expected[event.id] = event
     want = [e.id for e in sorted(expected.values(), key=lambda e: (-e.created_at, e.id))]
-    got = [json.loads(data)["id"] for data in hub.query(filters)]
+    got = [json.loads(data)["id"] for data in hub.query_all(filters)]
     assert got == want

@@ -219,7 +219,7 @@ async def test_event_matching_two_filters_is_sent_once_per_subscription(relay_ur
 async def test_disconnect_removes_subscriptions(relay_url: str, app: tornado.web.Application) -> None:
     sub = await RelayClient.connect(relay_url)
     await sub.req("s", {"kinds": [1]})
-    hub = app.settings["relay_hub"]
+    hub = app.settings["relay"]
     assert len(hub.connections()) == 1
     sub.close()
     pub = await RelayClient.connect(relay_url)
@@ -269,6 +269,6 @@ async def test_store_is_bounded_by_count(relay_url: str, app: tornado.web.Applic
     for event in events:
         await client.send(["EVENT", event.to_json()])
         assert (await client.recv())[2] is True
-    assert app.settings["relay_hub"].stored_count() == 50
+    assert app.settings["relay"].stored_count() == 50
     got = await client.req("s", {"ids": [events[0].id, events[-1].id]})
     assert [e["id"] for e in got] == [events[-1].id]

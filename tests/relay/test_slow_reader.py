@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import tornado.web
 
-from handlers.relay_hub import RelayLimits
+from relay import RelayLimits, RelayState
 from tests.relay.helpers import RelayClient, make_event
 
 pytestmark = pytest.mark.timeout(30)
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(30)
 def relay_settings() -> dict[str, Any]:
     """A small send buffer and no practical rate limit."""
     limits = RelayLimits(max_content_length=60_000, max_send_buffer=65536, event_rate=1e4, event_burst=1e4)
-    return {"relay_limits": limits}
+    return {"relay": RelayState(limits)}
 
 
 async def test_slow_reader_is_closed_and_others_keep_working(
@@ -46,7 +46,7 @@ async def test_slow_reader_is_closed_and_others_keep_working(
     frame = bytes([0x81, 0x80 | len(req)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(req))
     await loop.sock_sendall(raw, frame)
 
-    hub = app.settings["relay_hub"]
+    hub = app.settings["relay"]
     pub = await RelayClient.connect(relay_url)
     for _ in range(100):
         if hub.connections():

@@ -15,6 +15,7 @@ from tornado import websocket
 
 from handlers import relay
 from node.transport.pool import RelayPool
+from relay import RelayState
 from tests.relay.helpers import make_event
 
 
@@ -44,7 +45,7 @@ class LocalServer:
             self.server.stop()
             # Upgraded sockets are detached from the HTTP server: close them as a dying process would.
             assert self.app is not None
-            hub = self.app.settings.get("relay_hub")
+            hub = self.app.settings.get("relay")
             if hub is not None:
                 hub.close_all()
             for handler in list(self.app.settings.get("sockets", ())):
@@ -55,7 +56,7 @@ class LocalServer:
 
 def relay_app() -> tornado.web.Application:
     """The embedded relay, with a fresh hub."""
-    return tornado.web.Application(relay.ROUTES)
+    return tornado.web.Application(relay.ROUTES, relay=RelayState())
 
 
 class HostileRelay(websocket.WebSocketHandler):
