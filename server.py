@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import tornado.httpserver
 import tornado.web
 
 from config import igloo_server
@@ -28,10 +27,13 @@ from config.startup import cookie_secret, load_environment, read_or_create_secre
 from handlers import pages, routes
 from handlers.auth import LoginLimiter, setup_token_path
 from handlers.base import VERSION
+from handlers.connections import build_http_server
 from handlers.event_frames import CLOSE_GOING_AWAY
 from handlers.event_hub import EventHub
 from handlers.events import MAX_CLIENT_FRAME, EventStreamHandler
-from node import Clock, NodeManager, NodeOptions, keytools, nip46
+from handlers.gate import IglooApplication
+from handlers.throttle import Throttles
+from node import Clock, NodeManager, NodeOptions, keytools, nip46, validate
 from relay import RelayLimits, RelayState, WritePolicy
 from store.credentials import CredentialStore
 from store.db import Database
@@ -60,6 +62,24 @@ def open_state(config: Settings, clock: Clock = time.time) -> tuple[Database, Ev
     ring = EventRing(db, config.event_buffer_size)
     hub = EventHub(config, ring, sessions, open_sockets=EventStreamHandler.open_sockets)
     return db, hub
+
+
+class RedactRelayUrls(logging.Filter):
+    """Takes credentials out of relay URLs in every log line (``ws://user:pass@host/?auth=…``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with ``node.validate.redact_urls``; never drops a record."""
+        message = record.getMessage()
+        if "://" in message:
+            record.msg, record.args = validate.redact_urls(message), None
+        return True
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Add ``RedactRelayUrls`` to every handler of ``logger`` (the root logger by default)."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, RedactRelayUrls) for f in handler.filters):
+            handler.addFilter(RedactRelayUrls())
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
@@ -102,7 +122,6 @@ def build_application(
         undefined=jinja2.StrictUndefined,
     )
     settings: dict[str, Any] = {
-        "config": config,
         "db": db,
         "events": events,
         "node": node,
@@ -111,10 +130,10 @@ def build_application(
         "sessions": sessions,
         "templates": templates,
         "login_limiter": LoginLimiter(config.rate_limit_login_max, config.rate_limit_login_window),
+        "throttles": Throttles.from_config(config),
         "started_at": time.monotonic(),
         "cookie_secret": cookie_secret(config),
-        "xsrf_cookies": True,
-        "xsrf_cookie_kwargs": {"samesite": "Strict", "path": "/"},
+        "xsrf_cookies": True,  # the token itself: AuthMixin.xsrf_token (bound to the login session)
         "static_path": str(STATIC_DIR),
         "static_url_prefix": "/static/",
         "log_function": log_request,
@@ -126,7 +145,7 @@ def build_application(
         "relay": build_relay(config, node, bunker),
     }
     settings.update(extra_settings or {})
-    return tornado.web.Application(routes.ROUTES, **settings)
+    return IglooApplication(routes.ROUTES, config, **settings)
 
 
 class GroupMembers:
@@ -236,7 +255,7 @@ async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
     node = build_node(config, db, hub)
     bunker = build_bunker(config, db, hub, node)
     app = build_application(config, db, hub, node, bunker=bunker)
-    server = tornado.httpserver.HTTPServer(app, xheaders=config.trust_proxy)
+    server = build_http_server(app, config)
     server.listen(config.host_port, config.host_name)
     hub.start()
     purged = hub.sessions.purge_expired() if hub.sessions else 0
@@ -303,6 +322,8 @@ def cmd_adduser(config: Settings, name: str, from_stdin: bool) -> int:
         return 1
     finally:
         db.close()
+    # The one-time onboarding token has nothing left to unlock once an account exists.
+    setup_token_path(config.data_dir).unlink(missing_ok=True)
     print(f"Created user {user.username!r}")
     return 0
 
@@ -369,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    install_log_redaction()
     if command == "adduser":
         return cmd_adduser(config, args.name, args.password_stdin)
     unused = igloo_server.unused_variables(environ)
