@@ -12,6 +12,7 @@ from typing import Any
 import tornado.web
 
 from handlers.base import ApiHandler, node_error_status
+from handlers.throttle import ENV_WRITE, RECOVERY, SIGN
 from node import Event, NodeError, NodeManager, NodeService, keytools, validate, validate_credentials
 
 MAX_BODY = 64 * 1024
@@ -188,6 +189,8 @@ class PingApi(NodeApi):
 class SignApi(NodeApi):
     """POST /api/sign ``{message: hex64}`` or ``{event: {...}}`` → ``{id, signature}`` (+ ``event``)."""
 
+    rate_limits = {"POST": SIGN}
+
     async def post(self) -> None:
         """Threshold-sign one message or event template."""
         service = self.service()
@@ -226,6 +229,8 @@ class CipherApi(NodeApi):
     ``decrypt`` do the ECDH round and the scheme's key derivation.
     """
 
+    rate_limits = {"POST": SIGN}
+
     async def post(self, scheme: str, mode: str) -> None:
         """Encrypt or decrypt ``content`` with the peer."""
         service = self.service()
@@ -245,6 +250,8 @@ class CipherApi(NodeApi):
 
 class RecoverApi(NodeApi):
     """POST /api/recover ``{groupCredential, shareCredentials}`` → ``{success, nsec, details}``."""
+
+    rate_limits = {"POST": RECOVERY}
 
     def post(self) -> None:
         """Recover the group secret from threshold shares (sensitive: authenticated, no-store)."""
@@ -293,14 +300,20 @@ class RecoverValidateApi(NodeApi):
 
 
 class EnvApi(NodeApi):
-    """GET/POST /api/env: presence flags and relays out, ``{GROUP_CRED, SHARE_CRED, RELAYS}`` in."""
+    """GET/POST /api/env: presence flags and relays out, ``{GROUP_CRED, SHARE_CRED, RELAYS}`` in.
+
+    Relay URLs go out without credentials (``ws://***@host/?***``); sent back unchanged, such a URL keeps the
+    credentials of the relay it names.
+    """
+
+    rate_limits = {"POST": ENV_WRITE}
 
     def get(self) -> None:
         """Never the credentials: only whether they exist, and the relays."""
         manager = self.manager
         self.write_json(
             {
-                "RELAYS": manager.relays(),
+                "RELAYS": [validate.redact_relay_url(url) for url in manager.relays()],
                 "hasCredentials": manager.has_credentials(),
                 "credentialsSource": manager.source,
                 "FROSTR_SIGN_TIMEOUT": round(manager.options.sign_timeout * 1000),  # milliseconds
@@ -314,6 +327,8 @@ class EnvApi(NodeApi):
         rejected = sorted(k for k in body if k not in allowed)
         try:
             relays = validate.relay_urls(body.get("RELAYS")) if "RELAYS" in body else None
+            if relays is not None:
+                relays = validate.unredact_relay_urls(relays, self.manager.relays())
             if "GROUP_CRED" not in body and "SHARE_CRED" not in body:
                 if relays is None:
                     raise ValueError("GROUP_CRED: required (with SHARE_CRED)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,45 +21,94 @@ LOCKED_MESSAGE = (
 )
 
 
-class LoginLimiter:
-    """Counts failed logins per client address in a sliding window of ``window`` seconds of ``clock``."""
+ADDRESS_FACTOR = 10  # attempts per address across usernames, in units of RATE_LIMIT_LOGIN_MAX
+MAX_KEYS = 20_000  # addresses and (address, username) pairs remembered at once
 
-    def __init__(self, max_failures: int, window: float, clock: Clock = time.monotonic) -> None:
+
+class LoginLimiter:
+    """Login attempts per (address, username) and per address, in a sliding window of ``clock`` seconds.
+
+    An attempt is counted when it *starts* (``begin``), so concurrent attempts cannot all slip in while the
+    first ones wait for bcrypt; a successful one is withdrawn (``succeeded``). Keying on the username too
+    means one address guessing one account cannot lock every user behind the same address out; the
+    address-wide count (``ADDRESS_FACTOR`` times as many) still bounds spraying many usernames and the
+    bcrypt work one address can cause. Memory: at most ``max_keys`` keys of at most ``max`` stamps each;
+    when all are in use (a spray of addresses), a new key is refused until the oldest frees up.
+    """
+
+    def __init__(self, max_failures: int, window: float, clock: Clock = time.monotonic,
+                 max_keys: int = MAX_KEYS) -> None:
         self.max_failures = max_failures
         self.window = window
+        self.max_keys = max_keys
         self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        self._attempts: OrderedDict[str, deque[float]] = OrderedDict()
 
-    def _prune(self, key: str, now: float) -> deque[float] | None:
-        stamps = self._failures.get(key)
+    def __len__(self) -> int:
+        return len(self._attempts)
+
+    def _live(self, key: str, now: float) -> deque[float] | None:
+        stamps = self._attempts.get(key)
         if stamps is None:
             return None
         while stamps and stamps[0] <= now - self.window:
             stamps.popleft()
         if not stamps:
-            del self._failures[key]
+            del self._attempts[key]
             return None
         return stamps
 
-    def retry_after(self, key: str) -> int:
-        """Seconds until ``key`` may try again (0 = allowed now)."""
-        now = self._clock()
-        stamps = self._prune(key, now)
-        if stamps is None or len(stamps) < self.max_failures:
+    def _wait(self, stamps: deque[float] | None, limit: int, now: float) -> int:
+        if stamps is None or len(stamps) < limit:
             return 0
-        return max(1, math.ceil(stamps[0] + self.window - now))
+        return max(1, math.ceil(stamps[-limit] + self.window - now))
 
-    def fail(self, key: str) -> None:
-        """Record one failed attempt."""
+    def _room_for(self, new_keys: int, now: float) -> int:
+        """0 when ``new_keys`` more keys fit (after dropping expired ones), else seconds until one may."""
+        while self._attempts and len(self._attempts) + new_keys > self.max_keys:
+            oldest_key, oldest = next(iter(self._attempts.items()))
+            if self._live(oldest_key, now) is not None:
+                return max(1, math.ceil(oldest[0] + self.window - now))
+        return 0
+
+    @staticmethod
+    def pair(address: str, username: str) -> str:
+        """The key of one address trying one username (case-insensitive)."""
+        return f"{address}|{username.strip().lower()[:64]}"
+
+    def retry_after(self, address: str, username: str | None = None) -> int:
+        """Seconds until ``address`` (trying ``username``) may try again; 0 = now."""
         now = self._clock()
-        self._prune(key, now)
-        if len(self._failures) > 100_000:  # bound memory under a spray of addresses
-            self._failures.clear()
-        self._failures.setdefault(key, deque()).append(now)
+        wait = self._wait(self._live(address, now), ADDRESS_FACTOR * self.max_failures, now)
+        if username is not None:
+            pair = self._live(self.pair(address, username), now)
+            wait = max(wait, self._wait(pair, self.max_failures, now))
+        return wait
 
-    def reset(self, key: str) -> None:
-        """Forget the failures of ``key`` (after a successful login)."""
-        self._failures.pop(key, None)
+    def begin(self, address: str, username: str | None = None) -> int:
+        """Count an attempt now; return 0 when it may go ahead, else the seconds to wait (nothing counted)."""
+        wait = self.retry_after(address, username)
+        if wait:
+            return wait
+        now = self._clock()
+        keys = [address] if username is None else [address, self.pair(address, username)]
+        wait = self._room_for(sum(1 for key in keys if key not in self._attempts), now)
+        if wait:
+            return wait
+        for key in keys:
+            self._attempts.setdefault(key, deque()).append(now)
+            self._attempts.move_to_end(key)
+        return 0
+
+    def succeeded(self, address: str, username: str | None = None) -> None:
+        """Withdraw the attempt that just succeeded; a correct password also forgives its pair's failures."""
+        if username is not None:
+            self._attempts.pop(self.pair(address, username), None)
+        stamps = self._attempts.get(address)
+        if stamps:
+            stamps.pop()
+            if not stamps:
+                del self._attempts[address]
 
 
 @dataclass(frozen=True)
@@ -106,22 +155,27 @@ class LoginMixin(BaseHandler):
         return value
 
     async def attempt_login(self, username: object, password: object) -> LoginOutcome:
-        """Rate limit, validate, verify with bcrypt (in an executor)."""
-        ip = self.client_ip()
-        wait = self.limiter.retry_after(ip)
-        if wait:
-            return LoginOutcome(None, 429, "Too many login attempts. Please try again later.", wait)
+        """Count the attempt (429 when over the limit), validate, verify with bcrypt (in an executor).
+
+        The attempt is counted before the bcrypt wait, so concurrent guesses cannot all be evaluated. A
+        failure is published with the address only: the typed name is often a password typed in the wrong
+        field, and it is never stored or shown.
+        """
         if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
             return LoginOutcome(None, 400, "Username and password are required")
+        ip = self.client_ip()
+        wait = self.limiter.begin(ip, username)
+        if wait:
+            return LoginOutcome(None, 429, "Too many login attempts. Please try again later.", wait)
         try:
             user = await self.users.verify(username, password)
         except UserError as exc:
+            self.limiter.succeeded(ip)  # refused unchecked (too long): no guess was made
             return LoginOutcome(None, 400, str(exc))
         if user is None:
-            self.limiter.fail(ip)
-            self.events.publish("warn", "Login failed", {"username": username[:64], "address": ip})
+            self.events.publish("warn", "Login failed", {"address": ip})
             return LoginOutcome(None, 401, "Invalid credentials")
-        self.limiter.reset(ip)
+        self.limiter.succeeded(ip, username)
         self.events.publish("info", "User logged in", {"username": user.username, "address": ip})
         return LoginOutcome(user)
 
@@ -201,9 +255,11 @@ class OnboardingPage(LoginMixin):
         if not configured and error is None:
             error = LOCKED_MESSAGE
         uses_token = configured and self.config.admin_secret is None
+        # Named, not spelled out: the absolute path tells an anonymous visitor where Igloo is installed (the
+        # start-up log gives the operator the full path).
         self.render_page(
             "onboarding.html", error=error, needs_secret=configured, secret_configured=configured,
-            setup_token_path=str(setup_token_path(self.config.data_dir)) if uses_token else None,
+            setup_token_path=f"DATA_DIR/{SETUP_TOKEN_FILE}" if uses_token else None,
         )
 
     async def post(self) -> None:
@@ -217,14 +273,13 @@ class OnboardingPage(LoginMixin):
             self.render_onboarding(LOCKED_MESSAGE)
             return
         ip = self.client_ip()
-        wait = self.limiter.retry_after(ip)
+        wait = self.limiter.begin(ip)
         if wait:
             self.set_status(429)
             self.set_header("Retry-After", str(wait))
             self.render_onboarding("Too many attempts. Please try again later.")
             return
         if not constant_time_equal(self.get_body_argument("admin_secret", ""), expected):
-            self.limiter.fail(ip)
             self.set_status(401)
             self.render_onboarding("The admin secret (or setup token) is not correct")
             return
@@ -235,10 +290,11 @@ class OnboardingPage(LoginMixin):
                 only_if_first=True,
             )
         except UserError as exc:
+            self.limiter.succeeded(ip)  # the secret was right: only the new account's details were not
             self.set_status(400)
             self.render_onboarding(str(exc))
             return
-        self.limiter.reset(ip)
+        self.limiter.succeeded(ip)
         setup_token_path(self.config.data_dir).unlink(missing_ok=True)  # one use only
         self.events.publish("info", "Administrator account created", {"username": user.username})
         self.start_session(user)
@@ -255,7 +311,13 @@ class LoginApi(ApiHandler, LoginMixin):
         without a CORS preflight (and Igloo answers none)."""
 
     async def post(self) -> None:
-        """Log in and set the session cookie."""
+        """Log in and set the session cookie (an address already over the limit is refused unparsed)."""
+        wait = self.limiter.retry_after(self.client_ip())
+        if wait:
+            self.set_header("Retry-After", str(wait))
+            self.write_json({"success": False, "error": "Too many login attempts. Please try again later."},
+                            status=429)
+            return
         body = self.read_json()
         if not self.config.auth_enabled:
             self.write_json({"success": True, "userId": "anonymous", "expiresIn": 0})

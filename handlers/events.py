@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import tornado.iostream
 import tornado.websocket
 
-from handlers.base import AuthMixin, Principal
+from handlers.base import AuthMixin, Principal, Throttled
 from handlers.event_frames import (
     CLOSE_POLICY,
     CLOSE_TOO_SLOW,
@@ -27,6 +27,8 @@ from handlers.event_frames import (
     websocket_text_frame,
 )
 from handlers.event_hub import EventHub
+from handlers.gate import origin_allowed
+from handlers.throttle import CREDENTIALS, WS_UPGRADE
 from handlers.ws_direct import DirectSender
 from node import TokenBucket
 from store.events import StoredEvent
@@ -74,9 +76,16 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Legacy 401/426 for plain GETs; authentication, caps and origin for upgrades."""
         upgrading = self.request.headers.get("Upgrade", "").lower() == "websocket"
-        principal = self.authenticate_headers()
-        if upgrading and principal is None:
-            principal = self._authenticate_ws()
+        try:
+            if upgrading:
+                self.apply_rate_limit(WS_UPGRADE)  # every attempt, before any credential is looked at
+            principal = self.current_user  # cookie and headers, behind the failed-credential limit
+            if upgrading and principal is None:
+                principal = self._authenticate_ws_limited()
+        except Throttled as exc:
+            self.set_header("Retry-After", str(exc.retry_after))
+            self._refuse(429, {"error": "Too many requests. Please try again later."})
+            return
         if principal is None:
             self._refuse(401, {"error": "Authentication required"})
             return
@@ -130,6 +139,17 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         header = self.request.headers.get("Sec-WebSocket-Protocol", "")
         return [p.strip() for p in header.split(",") if p.strip()]
 
+    def _authenticate_ws_limited(self) -> Principal | None:
+        """``_authenticate_ws`` behind the failed-credential limit (API keys in subprotocols or the query)."""
+        guessing = self.get_query_argument("apiKey", None) is not None or any(
+            proto.lower().startswith(("apikey.", "bearer.")) for proto in self._offered_protocols())
+        if guessing:
+            self.refuse_when_exhausted(CREDENTIALS)
+        found = self._authenticate_ws()
+        if guessing and found is None:
+            self.charge_failure(CREDENTIALS)
+        return found
+
     def _authenticate_ws(self) -> Principal | None:
         """Subprotocol hints, then the query string (kept for compatibility; never logged)."""
         for proto in self._offered_protocols():
@@ -162,17 +182,8 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         return True
 
     def _origin_allowed(self) -> bool:
-        origin = self.request.headers.get("Origin")
-        if origin is None:
-            return True  # not a browser
-        allowed = self.config.allowed_origins
-        if "*" in allowed:
-            return True
-        normalized = origin.strip().lower().rstrip("/")
-        if normalized in allowed:
-            return True
-        netloc = normalized.split("://", 1)[-1]
-        return netloc == self.request.host.lower()
+        """Same scheme, host and port as this server, or listed in ALLOWED_ORIGINS (``handlers.gate``)."""
+        return origin_allowed(self.request.headers.get("Origin"), self.request, self.config.allowed_origins)
 
     def get_compression_options(self) -> dict[str, Any] | None:
         """permessage-deflate only when WS_COMPRESSION=true (compressed sockets cost one deflate each)."""

@@ -8,6 +8,7 @@ import tornado.web
 
 from handlers.base import BaseHandler
 from handlers.status import build_status
+from handlers.throttle import ENV_WRITE
 from node import NodeManager, validate
 
 
@@ -22,7 +23,10 @@ class DashboardPage(BaseHandler):
 
 
 class ConfigurePage(BaseHandler):
-    """GET/POST /configure: credentials and relays in a form (XSRF-protected)."""
+    """GET/POST /configure: credentials and relays in a form (XSRF-protected). Relays are shown without
+    their credentials; a redacted URL sent back keeps those of the relay it names."""
+
+    rate_limits = {"POST": ENV_WRITE}
 
     def get(self) -> None:
         """Show the form (never pre-filled with credentials)."""
@@ -38,8 +42,8 @@ class ConfigurePage(BaseHandler):
             error=error,
             saved=saved,
             has_credentials=bool(manager and manager.has_credentials()),
-            relays="\n".join(manager.relays() if manager else []),
-            status=manager.status() if manager else {},
+            relays="\n".join(validate.redact_relay_url(url) for url in (manager.relays() if manager else [])),
+            status=validate.redact_urls_in(manager.status()) if manager else {},
         )
 
     async def post(self) -> None:
@@ -55,6 +59,7 @@ class ConfigurePage(BaseHandler):
         try:
             # One URL per line (or comma-separated); a line with spaces in it is refused, not split.
             relays = validate.relay_urls(relays_text.replace(",", "\n").splitlines())
+            relays = validate.unredact_relay_urls(relays, manager.relays())
             await manager.apply_credentials(group, share, relays or None)
         except ValueError as exc:
             self._show(error=str(exc), status=400)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import sqlite3
 import time
@@ -18,8 +19,18 @@ MIN_PASSWORD_LENGTH = 8
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 BCRYPT_ROUNDS = 12
 
-# Compared against when the username does not exist, so a miss costs as much as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(b"igloo-dummy-password", bcrypt.gensalt(4))
+
+
+@functools.cache
+def dummy_hash(rounds: int) -> bytes:
+    """Compared against when the username does not exist, at the cost of real hashes, so that a miss takes as
+    long as a wrong password and timing does not tell which usernames exist."""
+    return bcrypt.hashpw(b"igloo-dummy-password", bcrypt.gensalt(rounds))
+
+
+def _check_password(raw: bytes, hashed: bytes | None, rounds: int) -> bool:
+    """bcrypt's check against ``hashed``, or against the dummy hash when there is no such user."""
+    return bcrypt.checkpw(raw, hashed if hashed is not None else dummy_hash(rounds))
 
 
 class UserError(ValueError):
@@ -63,6 +74,7 @@ class UserStore:
     def __init__(self, db: Database, rounds: int = BCRYPT_ROUNDS, clock: Clock = time.time) -> None:
         self._db = db
         self._rounds = rounds
+        dummy_hash(rounds)  # made now, not inside the first login with an unknown name (which it would slow)
         self._clock = clock  # wall-clock seconds for ``created_at``
 
     def count(self) -> int:
@@ -112,9 +124,9 @@ class UserStore:
         row = self._db.query_one(
             "SELECT id, username, password_hash FROM users WHERE username = ?", (username,)
         )
-        hashed = bytes(row["password_hash"]) if row is not None else _DUMMY_HASH
+        hashed = bytes(row["password_hash"]) if row is not None else None
         loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(None, bcrypt.checkpw, raw, hashed)
+        ok = await loop.run_in_executor(None, _check_password, raw, hashed, self._rounds)
         if row is None or not ok:
             return None
         return User(int(row["id"]), str(row["username"]))
