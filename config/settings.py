@@ -123,11 +123,11 @@ class Settings:
         "relay at / answers every name. Behind a proxy, list its public name here. * allows any host.",
         example="igloo.example.com")
     http_header_timeout: float = setting(
-        "HTTP_HEADER_TIMEOUT", Number(1, 3600, "seconds"), 15.0, SERVER,
+        "HTTP_HEADER_TIMEOUT", Number(0.5, 3600, "seconds"), 15.0, SERVER,
         "Seconds a connection may take to send a request's headers, counted from when it opens or its "
         "previous response ends (so also how long an idle keep-alive connection stays open).")
     http_body_timeout: float = setting(
-        "HTTP_BODY_TIMEOUT", Number(1, 3600, "seconds"), 30.0, SERVER,
+        "HTTP_BODY_TIMEOUT", Number(0.5, 3600, "seconds"), 30.0, SERVER,
         "Seconds a request may take to send its body (at most 64 KiB) once its headers are in.")
     http_max_per_ip: int = setting(
         "HTTP_MAX_PER_IP", Integer(1, 1_000_000), 32, SERVER,
