@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from handlers.base import ApiHandler, AuthMixin, BaseHandler, Principal, constant_time_equal
 from node import Clock
+from relay import address_key
 from store.users import User, UserError
 
 SETUP_TOKEN_FILE = "setup-token"  # noqa: S105 - a file name, not a secret
@@ -163,7 +164,7 @@ class LoginMixin(BaseHandler):
         """
         if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
             return LoginOutcome(None, 400, "Username and password are required")
-        ip = self.client_ip()
+        ip = address_key(self.client_ip())  # an IPv6 client counts by its /64
         wait = self.limiter.begin(ip, username)
         if wait:
             return LoginOutcome(None, 429, "Too many login attempts. Please try again later.", wait)
@@ -272,7 +273,7 @@ class OnboardingPage(LoginMixin):
             self.set_status(403)
             self.render_onboarding(LOCKED_MESSAGE)
             return
-        ip = self.client_ip()
+        ip = address_key(self.client_ip())
         wait = self.limiter.begin(ip)
         if wait:
             self.set_status(429)
@@ -312,7 +313,7 @@ class LoginApi(ApiHandler, LoginMixin):
 
     async def post(self) -> None:
         """Log in and set the session cookie (an address already over the limit is refused unparsed)."""
-        wait = self.limiter.retry_after(self.client_ip())
+        wait = self.limiter.retry_after(address_key(self.client_ip()))
         if wait:
             self.set_header("Retry-After", str(wait))
             self.write_json({"success": False, "error": "Too many login attempts. Please try again later."},
