@@ -31,6 +31,7 @@ from handlers.base import VERSION
 from handlers.event_frames import CLOSE_GOING_AWAY
 from handlers.event_hub import EventHub
 from handlers.events import MAX_CLIENT_FRAME, EventStreamHandler
+from handlers.proxy import ProxyAwareApplication
 from node import Clock, NodeManager, NodeOptions, keytools, nip46
 from relay import RelayLimits, RelayState, WritePolicy
 from store.credentials import CredentialStore
@@ -126,7 +127,7 @@ def build_application(
         "relay": build_relay(config, node, bunker),
     }
     settings.update(extra_settings or {})
-    return tornado.web.Application(routes.ROUTES, **settings)
+    return ProxyAwareApplication(routes.ROUTES, **settings)
 
 
 class GroupMembers:
@@ -236,7 +237,8 @@ async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
     node = build_node(config, db, hub)
     bunker = build_bunker(config, db, hub, node)
     app = build_application(config, db, hub, node, bunker=bunker)
-    server = tornado.httpserver.HTTPServer(app, xheaders=config.trust_proxy)
+    # Forwarded headers are read by handlers/proxy.py (only with TRUST_PROXY), not by Tornado's xheaders.
+    server = tornado.httpserver.HTTPServer(app, xheaders=False)
     server.listen(config.host_port, config.host_name)
     hub.start()
     purged = hub.sessions.purge_expired() if hub.sessions else 0

@@ -27,6 +27,8 @@ log = logging.getLogger("igloo.http")
 
 SESSION_COOKIE = "igloo_session"
 CREDENTIAL_HEADERS = ("X-API-Key", "Authorization", "X-Session-ID")
+# Principals proven by a header a cross-site form cannot send (they need no XSRF token or JSON Content-Type).
+HEADER_CREDENTIAL_KINDS = frozenset({"api-key", "basic"})
 
 # Igloo's version, looked up once here: pages, /api/status and the start-up log use it, and so should any
 # other place that shows it.
@@ -225,7 +227,7 @@ class AuthMixin(tornado.web.RequestHandler):
         self.clear_session_cookie()
 
     def client_ip(self) -> str:
-        """The client address (X-Forwarded-For / X-Real-Ip honoured only with TRUST_PROXY=true)."""
+        """The client address (behind a trusted proxy, the one it appended: see handlers/proxy.py)."""
         return str(self.request.remote_ip or "unknown")
 
     # --- logging without secrets -----------------------------------------------------------------
@@ -335,9 +337,17 @@ class ApiHandler(AuthMixin):
         self.finish(json.dumps(body, separators=(",", ":")))
 
     def read_json(self) -> dict[str, Any]:
-        """Parse a JSON object body (415 unless Content-Type is application/json, 400 if malformed)."""
+        """Parse a JSON object body (400 if malformed).
+
+        Cookie and anonymous clients must send ``Content-Type: application/json`` (else 415): a cross-site
+        form cannot, which keeps their writes safe. A client that authenticated with an API key or Basic
+        credentials, headers no cross-site form can send, may leave it out, as on Igloo Server
+        (``curl -d '{...}'``).
+        """
         content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
+        principal = self.principal
+        header_client = principal is not None and principal.kind in HEADER_CREDENTIAL_KINDS
+        if content_type != "application/json" and not header_client:
             raise tornado.web.HTTPError(415, reason="Content-Type must be application/json")
         try:
             body = json.loads(self.request.body or b"")
@@ -360,5 +370,4 @@ class ApiHandler(AuthMixin):
             message = f"Storage unavailable: {reason}"
         elif status_code >= 500:
             message = "Internal server error"
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps({"error": message}))
+        self.write_json({"error": message}, status=self.get_status())  # subclasses may add fields
