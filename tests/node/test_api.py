@@ -157,7 +157,8 @@ async def test_full_api_flow(http_server_client: Any, world: World, tmp_path: Pa
         assert code == 200 and share_text not in json.dumps(body)
         assert world.shares[0].seckey.hex() not in json.dumps(body)
     code, status = await call(c, "GET", "/api/status")
-    assert status["nodeActive"] and status["hasCredentials"] and status["relays"][0]["url"] == "fake://relay"
+    assert status["nodeActive"] and status["hasCredentials"] and status["relays"] == ["fake://relay"]
+    assert status["relayDetails"][0]["url"] == "fake://relay"
     assert nip19.npub_decode(status["groupNpub"]).hex() == node.group_pubkey
     for f in tmp_path.iterdir():
         if f.is_file():
