@@ -29,7 +29,7 @@ fuzz: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy node config store handlers relay server.py
+	$(VENV)/bin/mypy node config store handlers relay tools server.py
 
 # Debian's chromium for the browser tests; installed only when missing (needs root, as in CI).
 browser-deps:
