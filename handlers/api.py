@@ -21,6 +21,16 @@ MAX_BODY = 64 * 1024
 INVALID_JSON_MESSAGE = "Invalid JSON body"
 
 
+def iso_time(stamp: float) -> str:
+    """Unix seconds as ISO-8601 UTC with milliseconds and ``Z`` (Igloo Server's timestamps)."""
+    return datetime.fromtimestamp(stamp, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_now() -> str:
+    """The current time as ``iso_time`` writes it."""
+    return iso_time(datetime.now(UTC).timestamp())
+
+
 class NodeApi(ApiHandler):
     """Base for the node endpoints: the manager, the running service, JSON bodies, error mapping.
 
@@ -199,7 +209,8 @@ class PingApi(NodeApi):
         service = self.service()
         target = self.body().get("target")
         if target == "all":
-            self.write_json({"results": await service.ping_all()})
+            results = await service.ping_all()
+            self.write_json({"results": [{**result, "timestamp": iso_now()} for result in results]})
             return
         if not isinstance(target, str):
             self.fail(400, "Invalid target parameter")
@@ -209,17 +220,20 @@ class PingApi(NodeApi):
             self.fail(404, "Peer is not a member of this group")
             return
         try:
-            _, latency = await service.ping(pubkey)
+            policy, latency = await service.ping(pubkey)
         except NodeError as exc:
             status = service.peer_table.status_json(pubkey)
-            self.write_json({"pubkey": pubkey, "success": False, "error": str(exc), "status": status})
+            self.write_json({"pubkey": pubkey, "success": False, "error": str(exc), "status": status,
+                             "timestamp": iso_now()})
             return
         self.write_json(
             {
                 "pubkey": pubkey,
                 "success": True,
                 "latency": round(latency, 1),
+                "policy": policy.wire_json(),  # the peer's policy towards us, from its answer
                 "status": service.peer_table.status_json(pubkey),
+                "timestamp": iso_now(),
             }
         )
 
@@ -309,7 +323,9 @@ class RecoverApi(NodeApi):
             self.write_json({"success": False, "error": str(exc)}, status=400)
             return
         self.events.publish("warn", "Secret key recovered through the API", {"sharesUsed": len(shares)})
-        self.write_json({"success": True, "nsec": nsec, "details": {"sharesUsed": len(shares)}})
+        threshold = keytools.describe_credential("group", group)["threshold"]
+        self.write_json({"success": True, "nsec": nsec,
+                         "details": {"sharesUsed": len(shares), "thresholdRequired": threshold}})
 
 
 class RecoverValidateApi(NodeApi):
@@ -533,10 +549,7 @@ class UserProfileApi(NodeApi):
                            "profile")
             return
         row = self.db.query_one("SELECT created_at FROM users WHERE id = ?", (principal.user_id,))
-        created = None
-        if row is not None:
-            moment = datetime.fromtimestamp(float(row["created_at"]), tz=UTC)
-            created = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        created = iso_time(float(row["created_at"])) if row is not None else None
         manager = self.node
         self.write_json({"id": str(principal.user_id), "username": principal.username, "createdAt": created,
                          "hasCredentials": bool(manager is not None and manager.has_credentials())})
@@ -546,6 +559,24 @@ NEVER_RETURNED = (
     "Igloo never returns credentials or secrets over HTTP (a deliberate difference from Igloo Server): "
     "GET /api/env tells whether credentials are configured; to move them, use the share you hold"
 )
+
+
+NIP46_HISTORY_MESSAGE = ("Igloo has no NIP-46 history summary: use GET /api/nip46/sessions (each app's "
+                         "permissions) and GET /api/nip46/requests (its recent requests)")
+
+
+class NotHereApi(NodeApi):
+    """An Igloo Server route Igloo does not have: 501 with ``message`` (what to use instead), not a 404."""
+
+    def initialize(self, message: str) -> None:
+        """``message``: the replacement."""
+        self.message = message
+
+    def get(self) -> None:
+        """501 with the message."""
+        self.fail(501, self.message)
+
+    post = put = delete = get
 
 
 class NeverReturnedApi(NodeApi):
@@ -626,6 +657,7 @@ ROUTES: list[tuple[Any, ...]] = [
     (r"/api/user/profile", UserProfileApi),
     (r"/api/user/credentials", UserCredentialsApi),
     (r"/api/user/relays", UserRelaysApi),
+    (r"/api/nip46/history", NotHereApi, {"message": NIP46_HISTORY_MESSAGE}),
     (r"/api/approvals", ApprovalsApi),
     (r"/api/approvals/([A-Za-z0-9-]{1,64})", ApprovalApi),
     (r"/api/demo/start", DemoApi),

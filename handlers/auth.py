@@ -357,18 +357,6 @@ class LogoutApi(ApiHandler):
         self.post()
 
 
-def auth_methods(handler: AuthMixin) -> list[str]:
-    """Igloo Server's ``methods`` list: what a client can authenticate with here."""
-    config = handler.config
-    methods = []
-    if config.api_key:
-        methods.append("api-key")
-    if config.basic_auth_user and config.basic_auth_pass:
-        methods.append("basic-auth")
-    methods.append("session")
-    return methods
-
-
 class AuthStatusApi(ApiHandler):
     """GET /api/auth/status: Igloo Server's ``{enabled, methods, rateLimiting, sessionTimeout}`` and Igloo's
     ``{authenticated, authEnabled, username?, expiresIn?}`` (``expiresIn``: milliseconds left)."""
@@ -381,7 +369,7 @@ class AuthStatusApi(ApiHandler):
         config = self.config
         body: dict[str, object] = {
             "enabled": config.auth_enabled,
-            "methods": auth_methods(self),
+            "methods": self.auth_methods(),
             "rateLimiting": config.rate_limit_enabled,
             "sessionTimeout": config.session_timeout,
             "authenticated": principal is not None,
@@ -437,7 +425,7 @@ class OnboardingSecretApi(ApiHandler, LoginMixin):
         given = header[7:].strip() if header[:7].lower() == "bearer " else ""
         if self.users.count() > 0 or expected is None or not constant_time_equal(given, expected):
             self.limiter.fail(ip)
-            self.write_json(ONBOARDING_REFUSED, status=401)
+            self.write_json({**ONBOARDING_REFUSED, "authMethods": ["bearer"]}, status=401)
             return
         if self.mode == "validate":
             self.write_json({"success": True, "message": "Admin secret validated"})

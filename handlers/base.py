@@ -199,6 +199,15 @@ class AuthMixin(tornado.web.RequestHandler):
             return self.principal_for_basic(authorization)
         return None
 
+    def auth_methods(self) -> list[str]:
+        """Igloo Server's ``methods``/``authMethods`` list: what a client can authenticate with here."""
+        config = self.config
+        methods = ["api-key"] if config.api_key else []
+        if config.basic_auth_user and config.basic_auth_pass:
+            methods.append("basic-auth")
+        methods.append("session")
+        return methods
+
     def has_header_credentials(self) -> bool:
         """True when the request carries a credential header a cross-site form could not send."""
         return any(name in self.request.headers for name in CREDENTIAL_HEADERS)
@@ -321,11 +330,16 @@ class ApiHandler(AuthMixin):
         """Authenticate; refuse with 401 JSON when required and missing."""
         self.current_user = self.authenticate_headers()
         if self.current_user is None and not self.public:
-            self.write_json({"error": "Authentication required"}, status=401)
+            body = {"error": "Authentication required", "authMethods": self.auth_methods()}
+            self.write_json(body, status=401)
 
     def check_xsrf_cookie(self) -> None:
-        """Header credentials (API key, bearer, basic, session header) need no XSRF token."""
+        """Header credentials (API key, bearer, basic, session header) need no XSRF token, and neither does a
+        request without the session cookie while auth is on: it has nothing to forge, and ``prepare`` answers
+        401 (Igloo Server's AUTH_REQUIRED) instead of a 403."""
         if self.has_header_credentials():
+            return
+        if self.config.auth_enabled and self.get_cookie(SESSION_COOKIE) is None:
             return
         super().check_xsrf_cookie()
 
