@@ -124,10 +124,11 @@ def _split_host(host: str) -> tuple[str, int | None]:
 
 
 def origin_matches_host(origin: str, host: str) -> bool:
-    """True when a browser's ``Origin`` names the same host and port as the request.
+    """True when a browser's ``Origin`` names the same host (and port) as the request.
 
-    A port missing from ``Origin`` is its scheme's default; a port missing from the host matches the
-    origin's default port (a proxy's ``Host`` and ``X-Forwarded-Host`` usually leave the default out).
+    A port missing from ``Origin`` is its scheme's default. When the host carries no port, the hostname
+    alone decides (as on Igloo Server): nginx's ``$host``, the usual ``Host``/``X-Forwarded-Host`` of a
+    proxy, leaves the public port out, and a browser leaves out only a default one.
     """
     parts = urlsplit(origin.strip())
     scheme = parts.scheme.lower()
@@ -140,7 +141,7 @@ def origin_matches_host(origin: str, host: str) -> bool:
     hostname, port = _split_host(host)
     if hostname != parts.hostname.lower():
         return False
-    return (port or DEFAULT_PORTS[scheme]) == origin_port
+    return port is None or port == origin_port
 
 
 def origin_allowed(origin: str | None, request: tornado.httputil.HTTPServerRequest, trust_proxy: bool,
