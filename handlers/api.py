@@ -566,15 +566,15 @@ NIP46_HISTORY_MESSAGE = ("Igloo has no NIP-46 history summary: use GET /api/nip4
 
 
 class NotHereApi(NodeApi):
-    """An Igloo Server route Igloo does not have: 501 with ``message`` (what to use instead), not a 404."""
+    """An Igloo Server route Igloo does not have: 410 with ``message`` (what to use instead), not a 404."""
 
     def initialize(self, message: str) -> None:
         """``message``: the replacement."""
         self.message = message
 
     def get(self) -> None:
-        """501 with the message."""
-        self.fail(501, self.message)
+        """410 with the message."""
+        self.fail(410, self.message)
 
     post = put = delete = get
 

@@ -233,7 +233,7 @@ CASES: list[Case] = [
     Case("PUT", "/api/nip46/sessions/{pubkey}/status", body={"status": "active"},
          path_args={"pubkey": NO_SESSION_KEY}, status=404),
     Case("DELETE", "/api/nip46/sessions/{pubkey}", path_args={"pubkey": NO_SESSION_KEY}, status=404),
-    Case("GET", "/api/nip46/history", status=501,
+    Case("GET", "/api/nip46/history", status=410,
          difference="no history summary: GET /api/nip46/sessions and GET /api/nip46/requests",
          check=says("/api/nip46/requests")),
     # Accounts (database mode on Igloo Server)
