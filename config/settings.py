@@ -111,10 +111,10 @@ class Settings:
         "DEBUG, INFO, WARNING or ERROR. No level logs secrets or query strings.")
     trust_proxy: bool = setting(
         "TRUST_PROXY", IglooServerSwitch("true", default_state=False), False, SERVER,
-        "true only behind a reverse proxy you control (and keep HOST_NAME=127.0.0.1 then): the last "
-        "X-Forwarded-For address, the one the proxy appended, is the client's (rate limits, caps); "
-        "X-Forwarded-Proto=https makes cookies Secure; X-Forwarded-Host is the host ALLOWED_HOSTS checks. "
-        "X-Real-Ip is never read: many proxies pass a client's own through.")
+        "true only behind a reverse proxy you control (docs/DEPLOY.md; keep HOST_NAME=127.0.0.1 then): the "
+        "X-Forwarded-For entry the proxy appended gives the client address (rate limits, caps; X-Real-Ip is "
+        "ignored), X-Forwarded-Proto=https makes cookies Secure, and X-Forwarded-Host is the host that "
+        "ALLOWED_HOSTS and the origin check expect.")
     allowed_hosts: tuple[str, ...] = setting(
         "ALLOWED_HOSTS", HostList(), _NO_STRINGS, SERVER,
         "Host names the server answers to besides HOST_NAME, localhost and IP addresses (which are always "

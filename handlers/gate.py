@@ -4,10 +4,10 @@ its body is; and the security headers on every response.
 ``IglooApplication.find_handler`` runs once per request, right after its headers arrived and before a byte
 of its body is read:
 
-1. **Client address and scheme.** With ``TRUST_PROXY=true`` the client is the *last* ``X-Forwarded-For``
-   address (the one the proxy itself appended; anything before it came from the client), the scheme the last
-   ``X-Forwarded-Proto``, and the host the last ``X-Forwarded-Host``. ``X-Real-Ip`` is never read: many
-   proxies pass a client's own through. Without ``TRUST_PROXY`` the socket's peer and the ``Host`` header.
+1. **Client address and scheme** (``handlers/proxy.py``). With ``TRUST_PROXY=true`` the client is the
+   *last* ``X-Forwarded-For`` address (the one the proxy itself appended), the scheme the last
+   ``X-Forwarded-Proto``, and the host the last ``X-Forwarded-Host``; ``X-Real-Ip`` is never read. Without
+   ``TRUST_PROXY`` the socket's peer and the ``Host`` header.
 2. **Host allow-list** (DNS rebinding). A page on ``evil.example`` whose name resolves to 127.0.0.1 reaches a
    loopback Igloo with ``Host: evil.example``; only ``HOST_NAME``, ``localhost``, IP literals (a page can only
    be *on* an IP address by being served from it), the hosts of ``ALLOWED_ORIGINS`` / ``NIP46_AUTH_URL`` and
@@ -42,6 +42,7 @@ import tornado.iostream
 import tornado.web
 
 from config.settings import Settings
+from handlers.proxy import ProxyAwareApplication, apply_forwarded, public_host
 
 log = logging.getLogger("igloo.http")
 
@@ -60,14 +61,6 @@ CONTENT_SECURITY_POLICY = (
 HSTS = "max-age=31536000"
 REFUSED_HOSTS_KEPT = 64  # distinct refused host names remembered, so each is logged once an hour
 REFUSAL_LOG_INTERVAL = 3600.0
-
-
-def last_value(header: str | None) -> str | None:
-    """The last comma-separated value of a header (what the nearest proxy wrote), stripped; None if empty."""
-    if not header:
-        return None
-    value = header.rsplit(",", 1)[-1].strip()
-    return value or None
 
 
 def host_name(host: str) -> str:
@@ -119,29 +112,6 @@ class HostPolicy:
         if name in self.names or is_ip_literal(name):
             return True
         return host.strip().lower().rstrip(".") in self.names_with_port
-
-
-def resolve_client(request: tornado.httputil.HTTPServerRequest, trust_proxy: bool) -> str:
-    """Set ``remote_ip``, ``protocol`` and ``host`` of ``request`` from the proxy headers (TRUST_PROXY);
-    return the host.
-
-    The host is what the allow-list checks and what the event stream's Origin is compared with.
-    """
-    host = request.host
-    if not trust_proxy:
-        return host
-    forwarded_for = last_value(request.headers.get("X-Forwarded-For"))
-    if forwarded_for is not None and is_ip_literal(forwarded_for):
-        request.remote_ip = forwarded_for
-    scheme = last_value(request.headers.get("X-Forwarded-Proto"))
-    if scheme is not None and scheme.lower() in ("http", "https"):
-        request.protocol = scheme.lower()
-    forwarded_host = last_value(request.headers.get("X-Forwarded-Host"))
-    if forwarded_host is not None:
-        request.host = forwarded_host
-        request.host_name = host_name(forwarded_host)
-        host = forwarded_host
-    return host
 
 
 def declared_body_size(headers: tornado.httputil.HTTPHeaders) -> int | None:
@@ -215,7 +185,7 @@ class Refusal(tornado.httputil.HTTPMessageDelegate):
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data
 
 
-class IglooApplication(tornado.web.Application):
+class IglooApplication(ProxyAwareApplication):
     """The Tornado application with the checks of this module in front of its routes."""
 
     def __init__(self, handlers: Any, config: Settings, **settings: Any) -> None:
@@ -225,11 +195,13 @@ class IglooApplication(tornado.web.Application):
         self._refused_hosts: dict[str, float] = {}
         self.closing: set[asyncio.Task[None]] = set()
 
-    def find_handler(  # type: ignore[override]  # a router may return any delegate (tornado.routing.Router)
+    def find_handler(
         self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any
     ) -> tornado.httputil.HTTPMessageDelegate:
         """Resolve the client, check the host and the announced body size, then route."""
-        host = resolve_client(request, self.trust_proxy)
+        if self.trust_proxy:
+            apply_forwarded(request)  # (ProxyAwareApplication does it again when routing: the same values)
+        host = public_host(request, self.trust_proxy)
         if request.path != RELAY_PATH and not self.host_policy.allows(host):
             self._log_refused_host(host, request)
             message = "Host not allowed: add this name to ALLOWED_HOSTS on the server"
@@ -237,7 +209,8 @@ class IglooApplication(tornado.web.Application):
         size = declared_body_size(request.headers)
         if size is not None and size > MAX_BODY:
             return Refusal(request, 413, f"Request body too large: at most {MAX_BODY} bytes", self.closing)
-        return super().find_handler(request, **kwargs)
+        delegate: tornado.httputil.HTTPMessageDelegate = super().find_handler(request, **kwargs)
+        return delegate
 
     def _log_refused_host(self, host: str, request: tornado.httputil.HTTPServerRequest) -> None:
         """One warning per refused host name and hour (the names kept are bounded)."""
@@ -282,43 +255,3 @@ def security_headers(https: bool) -> Iterable[tuple[str, str]]:
     if https:
         yield "Strict-Transport-Security", HSTS
 
-
-DEFAULT_PORTS = {"http": 80, "https": 443}
-Origin = tuple[str, str, int]
-
-
-def parse_origin(origin: str) -> Origin | None:
-    """``(scheme, host, port)`` of an http(s) origin, the default port filled in; None if it is not one."""
-    try:
-        parts = urlsplit(origin.strip())
-        scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
-    except ValueError:
-        return None
-    if scheme not in DEFAULT_PORTS or not host or parts.path not in ("", "/") or parts.query:
-        return None
-    if parts.username is not None:
-        return None
-    return scheme, host.rstrip("."), port if port is not None else DEFAULT_PORTS[scheme]
-
-
-def own_origin(request: tornado.httputil.HTTPServerRequest) -> Origin | None:
-    """This server's origin as the request reached it: its scheme (X-Forwarded-Proto with TRUST_PROXY) and
-    its Host (X-Forwarded-Host with TRUST_PROXY)."""
-    scheme = "https" if request.protocol == "https" else "http"
-    return parse_origin(f"{scheme}://{request.host}")
-
-
-def origin_allowed(origin: str | None, request: tornado.httputil.HTTPServerRequest,
-                   allowed: tuple[str, ...]) -> bool:
-    """True when a browser's ``Origin`` is this server (same scheme, host and port) or one in ``allowed``
-    (ALLOWED_ORIGINS; ``*`` any). No Origin header: not a browser, allowed."""
-    if origin is None:
-        return True
-    if "*" in allowed:
-        return True
-    given = parse_origin(origin)
-    if given is None:  # "null" (sandboxed frames, file://) and anything malformed
-        return False
-    if given == own_origin(request):
-        return True
-    return any(given == parse_origin(entry) for entry in allowed if entry != "*")
