@@ -23,6 +23,10 @@ LOCKED_MESSAGE = (
 )
 
 
+# What an attempt without a username guesses, counted like an account of its own per address (names cannot
+# hold a NUL, so these never meet a real account's count).
+API_KEY_SUBJECT = "\x00api-key"
+ADMIN_SECRET_SUBJECT = "\x00admin-secret"  # noqa: S105 - a label, not a secret
 ADDRESS_FACTOR = 10  # attempts per address across usernames, in units of RATE_LIMIT_LOGIN_MAX
 MAX_KEYS = 20_000  # addresses and (address, username) pairs remembered at once
 
@@ -106,11 +110,20 @@ class LoginLimiter:
         """Withdraw the attempt that just succeeded; a correct password also forgives its pair's failures."""
         if username is not None:
             self._attempts.pop(self.pair(address, username), None)
-        stamps = self._attempts.get(address)
+        self._drop_latest(address)
+
+    def withdraw(self, address: str, username: str | None = None) -> None:
+        """Take back an attempt that was refused before any guess was checked (nothing forgiven)."""
+        self._drop_latest(address)
+        if username is not None:
+            self._drop_latest(self.pair(address, username))
+
+    def _drop_latest(self, key: str) -> None:
+        stamps = self._attempts.get(key)
         if stamps:
             stamps.pop()
             if not stamps:
-                del self._attempts[address]
+                del self._attempts[key]
 
 
 @dataclass(frozen=True)
@@ -182,7 +195,7 @@ class LoginMixin(BaseHandler):
         try:
             user = await self.users.verify(username, password)
         except UserError as exc:
-            self.limiter.succeeded(ip)  # refused unchecked (too long): no guess was made
+            self.limiter.withdraw(ip, username)  # refused unchecked (too long): no guess was made
             return LoginOutcome(None, 400, str(exc))
         if user is None:
             self.events.publish("warn", "Login failed", {"address": ip})
@@ -279,7 +292,7 @@ class OnboardingPage(LoginMixin):
             self.render_onboarding(LOCKED_MESSAGE)
             return
         ip = address_key(self.client_ip())
-        wait = self.limiter.begin(ip)
+        wait = self.limiter.begin(ip, ADMIN_SECRET_SUBJECT)
         if wait:
             self.set_status(429)
             self.set_header("Retry-After", str(wait))
@@ -296,11 +309,11 @@ class OnboardingPage(LoginMixin):
                 only_if_first=True,
             )
         except UserError as exc:
-            self.limiter.succeeded(ip)  # the secret was right: only the new account's details were not
+            self.limiter.succeeded(ip, ADMIN_SECRET_SUBJECT)  # the secret was right, the account details not
             self.set_status(400)
             self.render_onboarding(str(exc))
             return
-        self.limiter.succeeded(ip)
+        self.limiter.succeeded(ip, ADMIN_SECRET_SUBJECT)
         setup_token_path(self.config.data_dir).unlink(missing_ok=True)  # one use only
         self.events.publish("info", "Administrator account created", {"username": user.username})
         self.start_session(user)
@@ -372,14 +385,14 @@ class LoginApi(ApiHandler, LoginMixin):
     def attempt_key_login(self, token: str) -> LoginOutcome | Principal:
         """Check an API key as request headers are checked, counted by the login limiter when it starts."""
         ip = address_key(self.client_ip())
-        wait = self.limiter.begin(ip)
+        wait = self.limiter.begin(ip, API_KEY_SUBJECT)
         if wait:
             return LoginOutcome(None, 429, "Too many login attempts. Please try again later.", wait)
         principal = self.principal_for_api_key(token)
         if principal is None:
             self.events.publish("warn", "Login failed", {"method": "api-key", "address": ip})
             return LoginOutcome(None, 401, "Invalid credentials")
-        self.limiter.succeeded(ip)
+        self.limiter.succeeded(ip, API_KEY_SUBJECT)
         return principal
 
     def basic_login(self, username: object, password: object) -> Principal | None:
@@ -486,7 +499,7 @@ class OnboardingSecretApi(ApiHandler, LoginMixin):
         """Check the bearer secret (counted by the login limiter when it starts, compared in constant time),
         then validate or create the account."""
         ip = address_key(self.client_ip())
-        wait = self.limiter.begin(ip)
+        wait = self.limiter.begin(ip, ADMIN_SECRET_SUBJECT)
         if wait:
             self.set_header("Retry-After", str(wait))
             self.write_json({"error": "Too many attempts. Please try again later."}, status=429)
@@ -497,7 +510,7 @@ class OnboardingSecretApi(ApiHandler, LoginMixin):
         if self.users.count() > 0 or expected is None or not constant_time_equal(given, expected):
             self.write_json({**ONBOARDING_REFUSED, "authMethods": ["bearer"]}, status=401)
             return
-        self.limiter.succeeded(ip)  # the secret was right
+        self.limiter.succeeded(ip, ADMIN_SECRET_SUBJECT)  # the secret was right
         if self.mode == "validate":
             self.write_json({"success": True, "message": "Admin secret validated"})
             return

@@ -195,7 +195,7 @@ class IglooApplication(ProxyAwareApplication):
         self._refused_hosts: dict[str, float] = {}
         self.closing: set[asyncio.Task[None]] = set()
 
-    def find_handler(
+    def find_handler(  # type: ignore[override]  # a router may return any delegate (tornado.routing.Router)
         self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any
     ) -> tornado.httputil.HTTPMessageDelegate:
         """Resolve the client, check the host and the announced body size, then route."""

@@ -42,7 +42,7 @@ async def test_relay_credentials_never_leave(tmp_path: Path) -> None:
     env["RELAYS"] = f"{secret_url(proc.port)} ws://{USER}:{PASSWORD}@127.0.0.1:1/?auth={TOKEN}"
     proc.env.update(env)
     async with proc:
-        status = await proc.wait_status(lambda s: any(r.get("connected") for r in s["relays"]), 15)
+        status = await proc.wait_status(lambda s: any(r.get("connected") for r in s["relayDetails"]), 15)
         assert f"ws://***@127.0.0.1:{proc.port}/?***" in json.dumps(status)
         assert_clean(json.dumps(status), "/api/status")
 
@@ -80,6 +80,7 @@ async def test_anonymous_status_is_a_health_document(igloo: Igloo) -> None:
     assert anonymous["serverRunning"] is True and anonymous["status"] == "ok"
     full = json.loads((await igloo.fetch("/api/status", headers={"X-API-Key": LOCAL_KEY})).body)
     assert full["relays"] == ["ws://***@127.0.0.1:9/?***"] and "version" in full and "lastSeq" in full
+    assert full["relayDetails"][0]["url"] == "ws://***@127.0.0.1:9/?***"
 
 
 async def test_events_are_stored_and_sent_without_relay_credentials(igloo: Igloo) -> None:

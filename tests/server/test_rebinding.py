@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Any
 
 import pytest
 import tornado.httpclient
 import tornado.websocket
 
 from config.settings import ConfigError, Settings
-from handlers.gate import HostPolicy, origin_allowed
+from handlers.gate import HostPolicy
+from handlers.proxy import origin_allowed
 from tests.server.conftest import API_KEY, Igloo, read_frame
 
 AUTH_OFF = {"AUTH_ENABLED": "false"}
@@ -87,7 +89,7 @@ async def test_event_stream_origin_compares_scheme_host_and_port(igloo: Igloo) -
     assert await stream_origin_ok(igloo, own)
     assert await stream_origin_ok(igloo, own + "/")
     for other in (f"https://127.0.0.1:{igloo.port}", f"http://127.0.0.1:{igloo.port + 1}",
-                  "http://127.0.0.1", "null", f"http://user@127.0.0.1:{igloo.port}"):
+                  "http://127.0.0.1", "null", "file://127.0.0.1"):
         assert not await stream_origin_ok(igloo, other), other
 
 
@@ -131,13 +133,13 @@ async def test_refused_names_are_logged_once(igloo: Igloo, caplog: pytest.LogCap
     assert len(lines) == 1 and REBOUND in lines[0].getMessage()
 
 
-def test_origin_allowed_lists() -> None:
+def test_origin_allowed_compares_the_scheme_too() -> None:
     class Request:
-        protocol, host = "https", "igloo.example"
+        protocol, host, headers = "https", "igloo.example", {}
 
-    request = Request()
-    assert origin_allowed(None, request, ())  # type: ignore[arg-type]  # not a browser
-    assert origin_allowed("https://igloo.example:443", request, ())  # type: ignore[arg-type]
-    assert not origin_allowed("http://igloo.example", request, ())  # type: ignore[arg-type]
-    assert origin_allowed("http://igloo.example", request, ("http://igloo.example",))  # type: ignore[arg-type]
-    assert origin_allowed("https://x.example", request, ("*",))  # type: ignore[arg-type]
+    request: Any = Request()
+    assert origin_allowed(None, request, False, ())  # not a browser
+    assert origin_allowed("https://igloo.example:443", request, False, ())
+    assert not origin_allowed("http://igloo.example", request, False, ())
+    assert origin_allowed("http://igloo.example", request, False, ("http://igloo.example",))
+    assert origin_allowed("https://x.example", request, False, ("*",))
