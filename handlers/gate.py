@@ -14,9 +14,9 @@ of its body is read:
    ``ALLOWED_HOSTS`` are answered. Others get 421. The relay at ``/`` answers every name: Nostr clients reach
    it by whatever name points at the machine, and it holds nothing a cross-site page could not already get
    (WebSockets ignore the same-origin policy, NIP-11 is sent with ``Access-Control-Allow-Origin: *``).
-3. **Body size.** A ``Content-Length`` above ``MAX_BODY`` gets 413 (JSON under ``/api/``) and the connection
-   is closed without reading the body. A chunked body is cut off at the same size by the HTTP server's
-   ``max_body_size`` (``handlers/connections.py``).
+3. **Body size.** A ``Content-Length`` above ``MAX_BODY`` gets 413 (JSON under ``/api/``) at once; the body
+   is never buffered or parsed, and the connection closes after the answer (``Refusal``). A chunked body is
+   cut off at the same size by the HTTP server's ``max_body_size`` (``handlers/connections.py``).
 
 ``SecurityHeaders`` (an output transform, so it covers static files, errors, the relay and WebSocket
 handshakes too) sends ``X-Content-Type-Options: nosniff``, a Content-Security-Policy that allows this site's
