@@ -12,9 +12,15 @@ from typing import Any
 import tornado.web
 
 from handlers.base import ApiHandler, node_error_status
+from handlers.keys import recovery_wait
+from handlers.openapi import ANY_OBJECT, BOOL, HEX64, INT, NUM, STR, arr, enum, nullable, obj, op
+from handlers.roles import READ, USER
 from node import Event, NodeError, NodeManager, NodeService, keytools, validate, validate_credentials
 
 MAX_BODY = 64 * 1024
+PEER_SCHEMA = obj({"pubkey": STR, "online": BOOL}, ["pubkey", "online"], additionalProperties=True)
+POLICY_SCHEMA = obj({"pubkey": STR, "allowSend": BOOL, "allowReceive": BOOL},
+                    ["pubkey", "allowSend", "allowReceive"], additionalProperties=True)
 
 
 class NodeApi(ApiHandler):
@@ -69,6 +75,11 @@ def _peer_param(raw: str, field: str) -> str:
 class PeersApi(NodeApi):
     """GET /api/peers: every peer with status and policy."""
 
+    access = READ
+    openapi = {"get": op("Every peer with its status and policy", errors=(503,),
+                         ok=obj({"peers": arr(PEER_SCHEMA), "total": INT, "online": INT},
+                                ["peers", "total", "online"]))}
+
     def get(self) -> None:
         """``{peers, total, online}``."""
         peers = self.service().peers_json()
@@ -78,6 +89,10 @@ class PeersApi(NodeApi):
 class PeersSelfApi(NodeApi):
     """GET /api/peers/self."""
 
+    access = READ
+    openapi = {"get": op("This share's public key", errors=(503,),
+                         ok=obj({"pubkey": HEX64, "warnings": arr(STR)}, ["pubkey"]))}
+
     def get(self) -> None:
         """``{pubkey, warnings}`` of this share."""
         self.write_json({"pubkey": self.service().pubkey, "warnings": []})
@@ -85,6 +100,11 @@ class PeersSelfApi(NodeApi):
 
 class PeersGroupApi(NodeApi):
     """GET /api/peers/group."""
+
+    access = READ
+    openapi = {"get": op("The group's public key and threshold", errors=(503,),
+                         ok=obj({"pubkey": HEX64, "threshold": INT, "totalShares": INT},
+                                ["pubkey", "threshold", "totalShares"]))}
 
     def get(self) -> None:
         """``{pubkey, threshold, totalShares}`` (x-only group key)."""
@@ -101,6 +121,10 @@ class PeersGroupApi(NodeApi):
 class PeerPoliciesApi(NodeApi):
     """GET /api/peers/policies."""
 
+    access = READ
+    openapi = {"get": op("Explicit peer policies", errors=(503,),
+                         ok=obj({"policies": arr(POLICY_SCHEMA)}, ["policies"]))}
+
     def get(self) -> None:
         """Explicit policies, Igloo Server's shape."""
         service = self.service()
@@ -110,6 +134,18 @@ class PeerPoliciesApi(NodeApi):
 
 class PeerPolicyApi(NodeApi):
     """GET/PUT/DELETE /api/peers/{pubkey}/policy."""
+
+    access = {"GET": READ}
+    path_params = ("pubkey",)
+    openapi = {
+        "get": op("One peer's policy", errors=(400, 404, 503), ok=obj({"policy": POLICY_SCHEMA}, ["policy"])),
+        "put": op("Set one peer's policy", errors=(400, 404, 413, 415, 503),
+                  request=obj({"allowSend": BOOL, "allowReceive": BOOL}),
+                  example={"allowSend": True, "allowReceive": False},
+                  ok=obj({"policy": POLICY_SCHEMA}, ["policy"])),
+        "delete": op("Back to the default policy", errors=(400, 404, 503),
+                     ok=obj({"removed": BOOL, "policy": POLICY_SCHEMA}, ["removed", "policy"])),
+    }
 
     def _peer(self, raw: str) -> tuple[NodeService, str]:
         service = self.service()
@@ -155,6 +191,13 @@ class PeerPolicyApi(NodeApi):
 class PingApi(NodeApi):
     """POST /api/peers/ping ``{target: "all" | pubkey}``."""
 
+    access = USER
+    openapi = {"post": op("Ping one peer or all", errors=(400, 404, 413, 415, 503),
+                          request=obj({"target": STR}, ["target"]), example={"target": "all"},
+                          description='`target` is "all" or a peer pubkey.',
+                          ok=obj({"results": arr(ANY_OBJECT), "pubkey": STR, "success": BOOL, "latency": NUM,
+                                  "error": STR, "status": ANY_OBJECT}))}
+
     async def post(self) -> None:
         """Ping one or every peer."""
         service = self.service()
@@ -187,6 +230,14 @@ class PingApi(NodeApi):
 
 class SignApi(NodeApi):
     """POST /api/sign ``{message: hex64}`` or ``{event: {...}}`` → ``{id, signature}`` (+ ``event``)."""
+
+    access = USER
+    openapi = {"post": op("Threshold-sign a message or an event", errors=(400, 413, 415, 502, 503, 504),
+                          request=obj({"message": HEX64, "event": ANY_OBJECT}),
+                          example={"message": "a" * 64},
+                          description="`message`: a 32-byte hex sighash; or `event`: a Nostr event template "
+                                      "(kind, created_at, tags, content) signed by the group key.",
+                          ok=obj({"id": STR, "signature": STR, "event": ANY_OBJECT}, ["id", "signature"]))}
 
     async def post(self) -> None:
         """Threshold-sign one message or event template."""
@@ -226,6 +277,14 @@ class CipherApi(NodeApi):
     ``decrypt`` do the ECDH round and the scheme's key derivation.
     """
 
+    access = USER
+    path_params = ("scheme", "mode")
+    openapi = {"post": op("NIP-44 / NIP-04 encrypt or decrypt with a peer (threshold ECDH)",
+                          errors=(400, 413, 415, 502, 503, 504),
+                          request=obj({"peer_pubkey": HEX64, "pubkey": HEX64, "content": STR}, ["content"]),
+                          example={"peer_pubkey": "b" * 64, "content": "hello"},
+                          ok=obj({"result": STR}, ["result"]))}
+
     async def post(self, scheme: str, mode: str) -> None:
         """Encrypt or decrypt ``content`` with the peer."""
         service = self.service()
@@ -246,6 +305,16 @@ class CipherApi(NodeApi):
 class RecoverApi(NodeApi):
     """POST /api/recover ``{groupCredential, shareCredentials}`` → ``{success, nsec, details}``."""
 
+    openapi = {"post": op("Recover the group's nsec from threshold shares", errors=(400, 413, 415, 429),
+                          request=obj({"groupCredential": STR, "shareCredentials": arr(STR)},
+                                      ["groupCredential", "shareCredentials"]),
+                          example={"groupCredential": "bfgroup1...",
+                                   "shareCredentials": ["bfshare1...", "bfshare1..."]},
+                          description="Never logged; one event says a recovery happened. A few per hour for "
+                                      "the whole server (shared with the Recover page).",
+                          ok=obj({"success": BOOL, "nsec": STR, "details": obj({"sharesUsed": INT})},
+                                 ["success", "nsec"]))}
+
     def post(self) -> None:
         """Recover the group secret from threshold shares (sensitive: authenticated, no-store)."""
         body = self.body()
@@ -260,6 +329,12 @@ class RecoverApi(NodeApi):
                 status=400,
             )
             return
+        wait = recovery_wait(self)
+        if wait:
+            self.set_header("Retry-After", str(wait))
+            error = "Too many recoveries. Please try again later."
+            self.write_json({"success": False, "error": error}, status=429)
+            return
         try:
             nsec = keytools.recover(group, shares)
         except ValueError as exc:
@@ -271,6 +346,13 @@ class RecoverApi(NodeApi):
 
 class RecoverValidateApi(NodeApi):
     """POST /api/recover/validate ``{type: "group"|"share", credential}``."""
+
+    openapi = {"post": op("Check one group or share credential", errors=(400, 413, 415),
+                          request=obj({"type": enum("group", "share"), "credential": STR},
+                                      ["type", "credential"]),
+                          example={"type": "group", "credential": "bfgroup1..."},
+                          ok=obj({"success": BOOL, "validation": obj({"isValid": BOOL, "message": STR}),
+                                  "decoded": nullable(ANY_OBJECT)}, ["success", "validation"]))}
 
     def post(self) -> None:
         """``{success, validation: {isValid, message}, decoded}``."""
@@ -294,6 +376,17 @@ class RecoverValidateApi(NodeApi):
 
 class EnvApi(NodeApi):
     """GET/POST /api/env: presence flags and relays out, ``{GROUP_CRED, SHARE_CRED, RELAYS}`` in."""
+
+    openapi = {
+        "get": op("Settings (never the credentials)", errors=(503,),
+                  ok=obj({"RELAYS": arr(STR), "hasCredentials": BOOL, "credentialsSource": nullable(STR),
+                          "FROSTR_SIGN_TIMEOUT": INT}, ["RELAYS", "hasCredentials"])),
+        "post": op("Save credentials and/or relays; the signer restarts", errors=(400, 413, 415, 503),
+                   request=obj({"GROUP_CRED": STR, "SHARE_CRED": STR, "RELAYS": {"anyOf": [arr(STR), STR]}}),
+                   example={"RELAYS": ["ws://127.0.0.1:8002/"]},
+                   ok=obj({"success": BOOL, "message": STR, "rejectedKeys": arr(STR)},
+                          ["success", "message"])),
+    }
 
     def get(self) -> None:
         """Never the credentials: only whether they exist, and the relays."""
@@ -335,6 +428,10 @@ class EnvApi(NodeApi):
 class ApprovalsApi(NodeApi):
     """GET /api/approvals: requests waiting for a decision."""
 
+    openapi = {"get": op("Requests waiting for a decision (APPROVAL_MODE)", errors=(503,),
+                         ok=obj({"approvals": arr(ANY_OBJECT), "approvalMode": BOOL},
+                                ["approvals", "approvalMode"]))}
+
     def get(self) -> None:
         """``{approvals: [...], approvalMode}``."""
         service = self.service()
@@ -348,6 +445,13 @@ class ApprovalsApi(NodeApi):
 
 class ApprovalApi(NodeApi):
     """POST /api/approvals/{id} ``{action: "approve"|"deny"}`` (or ``{approve: bool}``)."""
+
+    access = USER  # deciding whether this share co-signs is signing
+    path_params = ("id",)
+    openapi = {"post": op("Approve or deny a waiting request", errors=(400, 404, 413, 415, 503),
+                          request=obj({"action": enum("approve", "deny"), "approve": BOOL}),
+                          example={"action": "approve"},
+                          ok=obj({"success": BOOL, "id": STR, "action": STR}, ["success", "id", "action"]))}
 
     def post(self, approval_id: str) -> None:
         """Decide one pending request."""
@@ -367,6 +471,9 @@ class ApprovalApi(NodeApi):
 
 class DemoApi(NodeApi):
     """POST /api/demo/start: the first-run demo group on the embedded relay."""
+
+    openapi = {"post": op("Start the demo group", errors=(409, 503),
+                          ok=obj({"success": BOOL, "demo": BOOL, "groupPubkey": STR}, ["success", "demo"]))}
 
     async def post(self) -> None:
         """Start the demo (409 when credentials exist or it is disabled)."""

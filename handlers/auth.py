@@ -11,6 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from handlers.base import ApiHandler, AuthMixin, BaseHandler, Principal, constant_time_equal
+from handlers.openapi import BOOL, INT, STR, obj, op
+from handlers.roles import PUBLIC
 from node import Clock
 from store.users import User, UserError
 
@@ -99,6 +101,8 @@ def setup_token_path(data_dir: Path) -> Path:
 class LoginMixin(BaseHandler):
     """The login steps shared by the HTML form and the JSON endpoint."""
 
+    access = PUBLIC  # login and onboarding are for callers who are not signed in
+
     @property
     def limiter(self) -> LoginLimiter:
         """The per-address failed-login limiter."""
@@ -163,6 +167,8 @@ class LoginPage(LoginMixin):
 
 class LogoutPage(BaseHandler):
     """POST /logout (form with _xsrf): end the session everywhere, back to /login."""
+
+    access = PUBLIC
 
     def post(self) -> None:
         """Log out."""
@@ -248,6 +254,12 @@ class OnboardingPage(LoginMixin):
 class LoginApi(ApiHandler, LoginMixin):
     """POST /api/auth/login: JSON ``{username, password}`` → ``{success, userId, expiresIn, sessionId}``."""
 
+    openapi = {"post": op("Log in: a session cookie and its id", errors=(400, 401, 415, 429),
+                          request=obj({"username": STR, "password": STR}, ["username", "password"]),
+                          example={"username": "alice", "password": "correct horse battery"},
+                          ok=obj({"success": BOOL, "userId": STR, "expiresIn": INT, "sessionId": STR},
+                                 ["success"]))}
+
     public = True
 
     def check_xsrf_cookie(self) -> None:
@@ -280,6 +292,9 @@ class LoginApi(ApiHandler, LoginMixin):
 class LogoutApi(ApiHandler):
     """POST /api/auth/logout: end the session (cookie users send X-XSRFToken)."""
 
+    openapi = {"post": op("Log out (the session and its event sockets end)",
+                          ok=obj({"success": BOOL}, ["success"]))}
+
     public = True
 
     def post(self) -> None:
@@ -291,6 +306,10 @@ class LogoutApi(ApiHandler):
 
 class AuthStatusApi(ApiHandler):
     """GET /api/auth/status: ``{authenticated, authEnabled, username?, expiresIn?}``."""
+
+    openapi = {"get": op("Who the caller is",
+                         ok=obj({"authenticated": BOOL, "authEnabled": BOOL, "username": STR,
+                                 "expiresIn": INT}, ["authenticated", "authEnabled"]))}
 
     public = True
 
