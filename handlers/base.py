@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from config.settings import Settings
 from handlers.event_hub import EventHub
-from handlers.roles import ADMIN, ROLE_ADMIN, ROLE_USER, SCOPE_FULL, allows, refusal, required_level
+from handlers.roles import ADMIN, PUBLIC, ROLE_ADMIN, ROLE_USER, SCOPE_FULL, allows, refusal, required_level
 from node import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
 from store.apikeys import ApiKeyStore
 from store.db import Database
@@ -368,14 +368,15 @@ class BaseHandler(AuthMixin):
 
 
 class ApiHandler(AuthMixin):
-    """JSON APIs: JSON errors; 401 unless authenticated (override ``public`` to allow anyone)."""
+    """JSON APIs: JSON errors; 401 unless authenticated (``public = True`` or ``access = "public"`` allows
+    anyone)."""
 
     public = False
 
     async def prepare(self) -> None:
         """Authenticate; refuse with 401 JSON when required and missing."""
         self.current_user = self.authenticate_headers()
-        if self.current_user is None and not self.public:
+        if self.current_user is None and required_level(type(self), self.request.method or "GET") != PUBLIC:
             self.write_json({"error": "Authentication required"}, status=401)
             return
         self.check_access()
