@@ -85,8 +85,9 @@ async def make_callers(igloo: Igloo) -> Callers:
     return Callers(await session(igloo, "alice"), await session(igloo, "bob"), full, read)
 
 
-async def call(igloo: Igloo, method: str, path: str, headers: dict[str, str],
-               body: Any = None) -> tornado.httpclient.HTTPResponse:
+async def call(
+    igloo: Igloo, method: str, path: str, headers: dict[str, str], body: Any = None
+) -> tornado.httpclient.HTTPResponse:
     """One request; a JSON body when ``body`` is not None."""
     send = dict(headers)
     payload = None

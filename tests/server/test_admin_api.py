@@ -43,8 +43,14 @@ async def test_api_key_lifecycle(igloo: Igloo) -> None:
 
     # The key works at once, as a user (never an administrator), and its use is recorded.
     whoami = json_of(await call(igloo, "GET", "/api/admin/whoami", {"Authorization": f"Bearer {token}"}))
-    assert whoami == {"admin": False, "userId": None, "username": f"api-key:{token[:12]}", "role": "user",
-                      "scope": "full", "kind": "api-key"}
+    assert whoami == {
+        "admin": False,
+        "userId": None,
+        "username": f"api-key:{token[:12]}",
+        "role": "user",
+        "scope": "full",
+        "kind": "api-key",
+    }
     assert (await call(igloo, "GET", "/api/admin/users", {"X-API-Key": token})).code == 403
     listing = json_of(await call(igloo, "GET", "/api/admin/api-keys", callers.admin.header()))["apiKeys"]
     mine = next(k for k in listing if k["id"] == key["id"])
@@ -53,19 +59,30 @@ async def test_api_key_lifecycle(igloo: Igloo) -> None:
 
     # An event socket opened with the key closes the moment the key is revoked.
     ws = await igloo.ws(headers={"X-API-Key": token})
-    revoke = await call(igloo, "POST", "/api/admin/api-keys/revoke", callers.admin.header(),
-                        {"apiKeyId": str(key["id"]), "reason": "retired"})
+    revoke = await call(
+        igloo,
+        "POST",
+        "/api/admin/api-keys/revoke",
+        callers.admin.header(),
+        {"apiKeyId": str(key["id"]), "reason": "retired"},
+    )
     assert revoke.code == 200 and json_of(revoke) == {"success": True}
     await read_until_closed(ws)
     assert ws.close_code == 4401
     assert (await call(igloo, "GET", "/api/status", {"X-API-Key": token})).code == 200  # public route
     assert (await call(igloo, "GET", "/api/admin/whoami", {"X-API-Key": token})).code == 401
-    again = await call(igloo, "POST", "/api/admin/api-keys/revoke", callers.admin.header(), {"apiKeyId": key["id"]})
+    again = await call(
+        igloo, "POST", "/api/admin/api-keys/revoke", callers.admin.header(), {"apiKeyId": key["id"]}
+    )
     assert again.code == 409 and json_of(again)["error"] == "API key already revoked"
-    missing = await call(igloo, "POST", "/api/admin/api-keys/revoke", callers.admin.header(), {"apiKeyId": 999})
+    missing = await call(
+        igloo, "POST", "/api/admin/api-keys/revoke", callers.admin.header(), {"apiKeyId": 999}
+    )
     assert missing.code == 404
     for bad in ({"apiKeyId": "x"}, {"apiKeyId": -1}, {"apiKeyId": True}, {}):
-        assert (await call(igloo, "POST", "/api/admin/api-keys/revoke", callers.admin.header(), bad)).code == 400
+        assert (
+            await call(igloo, "POST", "/api/admin/api-keys/revoke", callers.admin.header(), bad)
+        ).code == 400
     listing = json_of(await call(igloo, "GET", "/api/admin/api-keys", callers.admin.header()))["apiKeys"]
     revoked = next(k for k in listing if k["id"] == key["id"])
     assert revoked["revokedAt"] is not None and revoked["revokedReason"] == "retired"
@@ -102,13 +119,20 @@ async def test_users_listed_added_and_deleted_never_the_last_admin(igloo: Igloo)
     assert [(u["username"], u["role"]) for u in users] == [("alice", "admin"), ("bob", "user")]
     assert all(set(u) == {"id", "username", "role", "createdAt", "hasCredentials"} for u in users)
 
-    created = await call(igloo, "POST", "/api/admin/users", Callers.env_key(),
-                         {"username": "carol", "password": "another long one", "role": "admin"})
+    created = await call(
+        igloo,
+        "POST",
+        "/api/admin/users",
+        Callers.env_key(),
+        {"username": "carol", "password": "another long one", "role": "admin"},
+    )
     assert created.code == 201 and json_of(created)["user"]["role"] == "admin"
-    for bad, status in (({"username": "carol", "password": "another long one", "role": "user"}, 409),
-                        ({"username": "dave", "password": "short", "role": "user"}, 400),
-                        ({"username": "dave", "password": "long enough", "role": "root"}, 400),
-                        ({"username": "bad name!", "password": "long enough", "role": "user"}, 400)):
+    for bad, status in (
+        ({"username": "carol", "password": "another long one", "role": "user"}, 409),
+        ({"username": "dave", "password": "short", "role": "user"}, 400),
+        ({"username": "dave", "password": "long enough", "role": "root"}, 400),
+        ({"username": "bad name!", "password": "long enough", "role": "user"}, 400),
+    ):
         resp = await call(igloo, "POST", "/api/admin/users", callers.admin.header(), bad)
         assert resp.code == status and "error" in json_of(resp), bad
 
@@ -116,15 +140,24 @@ async def test_users_listed_added_and_deleted_never_the_last_admin(igloo: Igloo)
     ws = await igloo.ws(headers=callers.user.header())
     bob_id = next(u["id"] for u in users if u["username"] == "bob")
     deleted = await call(igloo, "POST", "/api/admin/users/delete", callers.admin.header(), {"userId": bob_id})
-    assert deleted.code == 200 and json_of(deleted) == {"success": True, "message": "User deleted successfully"}
+    assert deleted.code == 200 and json_of(deleted) == {
+        "success": True,
+        "message": "User deleted successfully",
+    }
     await read_until_closed(ws)
     assert ws.close_code == 4401
-    assert (await call(igloo, "GET", "/api/auth/status", callers.user.header())).body.count(b'"authenticated":false')
-    assert (await call(igloo, "POST", "/api/admin/users/delete", callers.admin.header(), {"userId": bob_id})).code == 404
+    assert (await call(igloo, "GET", "/api/auth/status", callers.user.header())).body.count(
+        b'"authenticated":false'
+    )
+    assert (
+        await call(igloo, "POST", "/api/admin/users/delete", callers.admin.header(), {"userId": bob_id})
+    ).code == 404
 
     # Two administrators: one may go, the last may not (whoever asks).
     carol = json_of(created)["user"]["id"]
-    assert (await call(igloo, "POST", "/api/admin/users/delete", Callers.env_key(), {"userId": carol})).code == 200
+    assert (
+        await call(igloo, "POST", "/api/admin/users/delete", Callers.env_key(), {"userId": carol})
+    ).code == 200
     last = await call(igloo, "POST", "/api/admin/users/delete", Callers.env_key(), {"userId": 1})
     assert last.code == 400 and json_of(last)["error"] == "Cannot delete the last admin user"
     assert igloo.users.count_admins() == 1
@@ -134,26 +167,48 @@ async def test_password_change_needs_the_old_one_and_ends_the_other_sessions(igl
     callers = await make_callers(igloo)
     _, other_session = await igloo.login("bob")
     ws = await igloo.ws(headers={"X-Session-ID": other_session})
-    wrong = await call(igloo, "POST", "/api/user/password", callers.user.header(),
-                       {"currentPassword": "not it", "newPassword": "a brand new passphrase"})
+    wrong = await call(
+        igloo,
+        "POST",
+        "/api/user/password",
+        callers.user.header(),
+        {"currentPassword": "not it", "newPassword": "a brand new passphrase"},
+    )
     assert wrong.code == 400 and json_of(wrong)["error"] == "currentPassword: not correct"
-    short = await call(igloo, "POST", "/api/user/password", callers.user.header(),
-                       {"currentPassword": PASSWORD, "newPassword": "short"})
+    short = await call(
+        igloo,
+        "POST",
+        "/api/user/password",
+        callers.user.header(),
+        {"currentPassword": PASSWORD, "newPassword": "short"},
+    )
     assert short.code == 400 and json_of(short)["error"].startswith("newPassword:")
     assert await igloo.users.verify("bob", PASSWORD) is not None  # nothing changed yet
 
-    done = await call(igloo, "POST", "/api/user/password", callers.user.header(),
-                      {"currentPassword": PASSWORD, "newPassword": "a brand new passphrase"})
+    done = await call(
+        igloo,
+        "POST",
+        "/api/user/password",
+        callers.user.header(),
+        {"currentPassword": PASSWORD, "newPassword": "a brand new passphrase"},
+    )
     assert done.code == 200 and json_of(done) == {"success": True, "sessionsEnded": 1}
     await read_until_closed(ws)
     assert ws.close_code == 4401
     assert (await call(igloo, "GET", "/api/admin/whoami", {"X-Session-ID": other_session})).code == 401
-    assert (await call(igloo, "GET", "/api/admin/whoami", callers.user.header())).code == 200  # this one stays
+    assert (
+        await call(igloo, "GET", "/api/admin/whoami", callers.user.header())
+    ).code == 200  # this one stays
     assert await igloo.users.verify("bob", PASSWORD) is None
     assert await igloo.users.verify("bob", "a brand new passphrase") is not None
     # Keys have no password to change.
-    keyed = await call(igloo, "POST", "/api/user/password", Callers.env_key(),
-                       {"currentPassword": "x", "newPassword": "a brand new passphrase"})
+    keyed = await call(
+        igloo,
+        "POST",
+        "/api/user/password",
+        Callers.env_key(),
+        {"currentPassword": "x", "newPassword": "a brand new passphrase"},
+    )
     assert keyed.code == 403
 
 
@@ -188,17 +243,23 @@ def test_first_account_is_an_administrator_whatever_it_asks(tmp_path: Path) -> N
 
 def test_adduser_role_on_the_command_line(tmp_path: Path) -> None:
     env = server_env(tmp_path)
-    first_as_user = run_cli("adduser", "root", "--role", "user", "--password-stdin", env=env,
-                            stdin="a long passphrase\n")
+    first_as_user = run_cli(
+        "adduser", "root", "--role", "user", "--password-stdin", env=env, stdin="a long passphrase\n"
+    )
     assert first_as_user.returncode == 1 and "first account is an administrator" in first_as_user.stderr
     first = run_cli("adduser", "root", "--password-stdin", env=env, stdin="a long passphrase\n")
     assert first.returncode == 0 and "Created administrator 'root'" in first.stdout
     second = run_cli("adduser", "carol", "--password-stdin", env=env, stdin="a long passphrase\n")
     assert second.returncode == 0 and "Created user 'carol'" in second.stdout
-    third = run_cli("adduser", "dave", "--role", "admin", "--password-stdin", env=env, stdin="a long passphrase\n")
+    third = run_cli(
+        "adduser", "dave", "--role", "admin", "--password-stdin", env=env, stdin="a long passphrase\n"
+    )
     assert third.returncode == 0 and "Created administrator 'dave'" in third.stdout
     wrong = run_cli("adduser", "erin", "--role", "root", "--password-stdin", env=env, stdin="x\n")
     assert wrong.returncode == 2 and "invalid choice" in wrong.stderr
     with sqlite3.connect(tmp_path / "igloo.db") as db:
         assert db.execute("SELECT username, role FROM users ORDER BY id").fetchall() == [
-            ("root", "admin"), ("carol", "user"), ("dave", "admin")]
+            ("root", "admin"),
+            ("carol", "user"),
+            ("dave", "admin"),
+        ]

@@ -87,12 +87,21 @@ def snapshot(igloo: Igloo, manager: NodeManager, bunker: Bunker) -> Any:
     """Everything a request could change: every table but the event log (the node writes to it on its own
     schedule), and the signer's and bunker's state in memory."""
     tables = [r[0] for r in igloo.db.query_all("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    rows = {t: [tuple(r) for r in igloo.db.query_all(f"SELECT * FROM {t} ORDER BY rowid")]  # noqa: S608
-            for t in sorted(tables) if t not in ("events", "sqlite_sequence")}
+    rows = {
+        t: [tuple(r) for r in igloo.db.query_all(f"SELECT * FROM {t} ORDER BY rowid")]
+        for t in sorted(tables)
+        if t not in ("events", "sqlite_sequence")
+    }
     service = manager.service
-    memory = (manager.source, manager.relays(), id(service),
-              service.policies.summary(service.peers[0]) if service else None,
-              bunker.pubkey, tuple(bunker.bunker_relays()), len(bunker.pending()))
+    memory = (
+        manager.source,
+        manager.relays(),
+        id(service),
+        service.policies.summary(service.peers[0]) if service else None,
+        bunker.pubkey,
+        tuple(bunker.bunker_relays()),
+        len(bunker.pending()),
+    )
     return rows, memory
 
 
@@ -132,7 +141,9 @@ def test_every_route_has_a_level_and_pages_name_theirs() -> None:
     assert levels[("/api/nip46/bunker", "POST")] == ADMIN and levels[("/api/admin/api-keys", "POST")] == ADMIN
 
 
-async def test_roles_are_enforced_on_every_route(igloo: Igloo, signer_app: tuple[NodeManager, Bunker]) -> None:
+async def test_roles_are_enforced_on_every_route(
+    igloo: Igloo, signer_app: tuple[NodeManager, Bunker]
+) -> None:
     manager, bunker = signer_app
     callers: Callers = await make_callers(igloo)
     assert manager.service is not None
@@ -153,7 +164,11 @@ async def test_roles_are_enforced_on_every_route(igloo: Igloo, signer_app: tuple
         checked[level] += 1
         if level == ADMIN:
             before = snapshot(igloo, manager, bunker)
-            refused = [callers.user.header(), {"X-API-Key": callers.full_key}, {"X-API-Key": callers.read_key}]
+            refused = [
+                callers.user.header(),
+                {"X-API-Key": callers.full_key},
+                {"X-API-Key": callers.read_key},
+            ]
             if not api:
                 refused = [callers.user.browser()]
             for headers in refused:
@@ -172,7 +187,9 @@ async def test_roles_are_enforced_on_every_route(igloo: Igloo, signer_app: tuple
             assert resp.code == 403, (where, resp.code)
             if api or method == "GET":  # a page's form is refused earlier still: keys bring no XSRF token
                 assert (json_of(resp)["error"] if api else resp.body.decode()).count(READ_ONLY_KEY), where
-            assert snapshot(igloo, manager, bunker) == before, f"{where} changed something for a read-only key"
+            assert snapshot(igloo, manager, bunker) == before, (
+                f"{where} changed something for a read-only key"
+            )
             headers = callers.user.header() if api else callers.user.browser()
             resp = await call(igloo, method, path, headers, body if api else None)
             assert resp.code not in (401, 403), (where, resp.code, resp.body[:200])
@@ -205,6 +222,7 @@ async def test_env_api_key_and_admin_secret_bearer_are_administrators(igloo: Igl
         assert (await call(igloo, "GET", "/api/admin/users", headers)).code == 200
     # ADMIN_SECRET is accepted as a Bearer token only, as on Igloo Server (not as X-API-Key).
     from tests.server.conftest import ADMIN_SECRET
+
     assert (await call(igloo, "GET", "/api/admin/users", {"X-API-Key": ADMIN_SECRET})).code == 401
 
 
@@ -213,18 +231,27 @@ async def test_a_user_may_approve_but_not_always_allow_a_nip46_request(
 ) -> None:
     callers = await make_callers(igloo)
     for action, status in (("always_allow", 403), ("always_deny", 403), ("approve", 404), ("deny", 404)):
-        resp = await call(igloo, "POST", "/api/nip46/requests", callers.user.header(),
-                          {"id": "no-such-request", "action": action})
+        resp = await call(
+            igloo,
+            "POST",
+            "/api/nip46/requests",
+            callers.user.header(),
+            {"id": "no-such-request", "action": action},
+        )
         assert resp.code == status, (action, resp.body)
-    admin = await call(igloo, "POST", "/api/nip46/requests", callers.admin.header(),
-                       {"id": "no-such-request", "action": "always_allow"})
+    admin = await call(
+        igloo,
+        "POST",
+        "/api/nip46/requests",
+        callers.admin.header(),
+        {"id": "no-such-request", "action": "always_allow"},
+    )
     assert admin.code == 404
 
 
 async def test_users_see_no_pairing_link_on_the_nip46_page(
     igloo: Igloo, signer_app: tuple[NodeManager, Bunker]
 ) -> None:
-    _, bunker = signer_app
     callers = await make_callers(igloo)
     secrets_before = igloo.db.query_one("SELECT COUNT(*) FROM nip46_secrets")[0]
     user_page = await igloo.fetch("/nip46", headers={"Cookie": callers.user.cookie})
