@@ -135,10 +135,6 @@ class ApiKeyStore:
         )
         return [_key(row) for row in rows]
 
-    def has_active(self) -> bool:
-        """True when at least one key is not revoked (lets callers skip the lookup otherwise)."""
-        return self._db.query_one("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1") is not None
-
     def verify(self, token: str, client_ip: str | None = None) -> ApiKey | None:
         """The active key whose token this is (recording its use), or None.
 

@@ -6,12 +6,15 @@ an older database; ``igloo-server adduser --role``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from handlers.events import COMMAND_ACCESS
+from handlers.roles import READ
 from store.db import MIGRATIONS, Database
 from store.users import UserStore
 from tests.server.callers import Callers, call, json_of, make_callers
@@ -28,8 +31,10 @@ async def create_key(igloo: Igloo, callers: Callers, **body: Any) -> dict[str, A
     return key
 
 
-async def test_api_key_lifecycle(igloo: Igloo) -> None:
+async def test_api_key_lifecycle(igloo: Igloo, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     callers = await make_callers(igloo)
+    seq = igloo.hub.last_seq
     key = await create_key(igloo, callers, label="  backup script  ")
     token = key["token"]
     assert len(token) == 64 and key["prefix"] == token[:12] and key["label"] == "backup script"
@@ -85,6 +90,11 @@ async def test_api_key_lifecycle(igloo: Igloo) -> None:
         ).code == 400
     listing = json_of(await call(igloo, "GET", "/api/admin/api-keys", callers.admin.header()))["apiKeys"]
     revoked = next(k for k in listing if k["id"] == key["id"])
+    # The token was in the creation answer only: never in a log line or an event.
+    igloo.hub.make_durable()
+    events = [e.payload.decode() for e in igloo.hub.ring.since(seq).events]
+    assert any("API key created" in e for e in events) and any("API key revoked" in e for e in events)
+    assert token not in caplog.text and not any(token in e for e in events)
     assert revoked["revokedAt"] is not None and revoked["revokedReason"] == "retired"
     assert listing[-1]["id"] == key["id"]  # active keys first
 
@@ -99,10 +109,13 @@ async def test_read_only_key_reads_status_events_and_peers_only(igloo: Igloo) ->
     assert sign.code == 403 and "read-only" in json_of(sign)["error"]
     assert (await call(igloo, "GET", "/dashboard", headers)).code == 403
     ws = await igloo.ws(headers=headers)
+    # Every event-stream command is a read, so a read-only key may send each of them.
+    assert set(COMMAND_ACCESS) == {"ping", "resume"} and set(COMMAND_ACCESS.values()) == {READ}
+    ws.write_message('{"type": "resume", "since": 0}')
     ws.write_message('{"type": "ping"}')
     for _ in range(200):  # the greeting and recent events come first
         frame = await read_frame(ws)
-        assert frame is not None
+        assert frame is not None and frame["type"] != "error", frame
         if frame["type"] == "pong":
             break
     else:
