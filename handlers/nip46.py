@@ -13,7 +13,7 @@ import tornado.web
 from markupsafe import Markup
 
 from handlers.base import ApiHandler, BaseHandler
-from handlers.openapi import ANY_OBJECT, BOOL, NUM, STR, arr, enum, nullable, obj, op
+from handlers.openapi import ANY_OBJECT, BOOL, ERROR, NUM, STR, arr, enum, nullable, obj, op
 from handlers.roles import USER
 from node import nip46, validate
 
@@ -265,14 +265,24 @@ class ConnectApi(Nip46Api):
 class SessionsApi(Nip46Api):
     """GET /api/nip46/sessions."""
 
-    openapi = {"get": op("Connected apps and their permissions", errors=(503,),
-                         ok=obj({"sessions": arr(ANY_OBJECT)}, ["sessions"]))}
+    openapi = {
+        "get": op("Connected apps and their permissions", errors=(503,),
+                  ok=obj({"sessions": arr(ANY_OBJECT)}, ["sessions"])),
+        "post": op("Not here: apps pair through a bunker:// or nostrconnect:// link",
+                   responses={405: ("Sessions are created by pairing", ERROR)}),
+    }
 
     def get(self) -> None:
         """``{sessions: [...]}`` in Igloo Server's shape (plus origin, requested, userPubkey)."""
         bunker = self.bunker
         relays = bunker.bunker_relays()
         self.write_json({"sessions": [s.to_json(relays) for s in bunker.sessions()]})
+
+    def post(self) -> None:
+        """Igloo Server's session upsert is not offered here: a session comes from pairing."""
+        self.fail(405, "NIP-46 sessions are created by pairing, not by POST: give the app a bunker:// "
+                       "link (POST /api/nip46/bunker) or answer its nostrconnect:// link "
+                       "(POST /api/nip46/connect)")
 
 
 class SessionPolicyApi(Nip46Api):
