@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import tornado.web
 
 from handlers.base import ApiHandler, node_error_status
-from handlers.keys import recovery_wait
+from handlers.keys import keyset_name, recovery_wait
 from handlers.openapi import ANY_OBJECT, BOOL, ERROR, HEX64, INT, NUM, STR, arr, enum, nullable, obj, op
 from handlers.roles import READ, USER
 from node import Event, NodeError, NodeManager, NodeService, keytools, validate, validate_credentials
@@ -511,8 +511,9 @@ class EnvApi(CredentialsApi):
             "ALLOWED_ORIGINS": ",".join(config.allowed_origins),
             "adminSecretAvailable": False,  # Igloo never reveals ADMIN_SECRET over HTTP
         }
-        if config.group_name:
-            body["GROUP_NAME"] = config.group_name
+        name = keyset_name(self)
+        if name:
+            body["GROUP_NAME"] = name
         self.write_json(body)
 
     async def post(self) -> None:

@@ -42,6 +42,14 @@ def keyset_names(handler: AuthMixin) -> KeysetNameStore | None:
     return store
 
 
+def keyset_name(handler: AuthMixin) -> str | None:
+    """The keyset's display name: the one set on Configure (or ``PUT /api/keyset/name``), else GROUP_NAME
+    from the environment."""
+    names = keyset_names(handler)
+    stored = names.get() if names is not None else None
+    return stored or handler.config.group_name
+
+
 class KeysApi(ApiHandler):
     """Base: JSON bodies with a size limit, the node manager."""
 
@@ -139,7 +147,8 @@ class KeysetNameApi(KeysApi):
 
     access = {"GET": USER}
     openapi = {
-        "get": op("The keyset's display name", ok=obj({"name": nullable(STR)}, ["name"])),
+        "get": op("The keyset's display name (the stored one, else GROUP_NAME)",
+                  ok=obj({"name": nullable(STR)}, ["name"])),
         "put": op("Name the keyset (null or empty clears the name)", errors=(400, 413, 415, 503),
                   request=obj({"name": nullable({"type": "string", "maxLength": MAX_NAME})}, ["name"]),
                   example={"name": "Personal key"}, ok=obj({"name": nullable(STR)}, ["name"])),
@@ -147,8 +156,7 @@ class KeysetNameApi(KeysApi):
 
     def get(self) -> None:
         """``{name}``."""
-        names = keyset_names(self)
-        self.write_json({"name": names.get() if names is not None else None})
+        self.write_json({"name": keyset_name(self)})
 
     def put(self) -> None:
         """Set or clear the name."""

@@ -27,7 +27,8 @@ NUM: Schema = {"type": "number"}
 BOOL: Schema = {"type": "boolean"}
 ANY_OBJECT: Schema = {"type": "object", "additionalProperties": True}
 TIME: Schema = {"type": "string", "format": "date-time"}
-HEX64: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+HEX64: Schema = {"type": "string", "minLength": 64, "maxLength": 64,
+                 "description": "64 lower-case hex characters (node/validate.py)"}
 
 
 def obj(properties: Mapping[str, Schema], required: Sequence[str] = (), **extra: Any) -> Schema:

@@ -7,7 +7,7 @@ from typing import Any
 import tornado.web
 
 from handlers.base import BaseHandler
-from handlers.keys import keyset_names
+from handlers.keys import keyset_name, keyset_names
 from handlers.roles import ADMIN, PUBLIC
 from handlers.status import build_status
 from node import NodeManager, keytools, validate
@@ -21,9 +21,8 @@ class DashboardPage(BaseHandler):
         """Render dashboard.html for a logged-in user."""
         if not self.require_page_auth():
             return
-        names = keyset_names(self)
         self.render_page("dashboard.html", status=build_status(self), peers_url="/api/peers",
-                         keyset_name=names.get() if names is not None else None)
+                         keyset_name=keyset_name(self))
 
 
 class ConfigurePage(BaseHandler):
@@ -39,7 +38,6 @@ class ConfigurePage(BaseHandler):
 
     def _show(self, error: str | None = None, saved: bool = False, status: int = 200, **extra: Any) -> None:
         manager: NodeManager | None = self.node
-        names = keyset_names(self)
         self.set_status(status)
         self.set_header("Cache-Control", "no-store")
         extra.setdefault("check", None)
@@ -52,7 +50,7 @@ class ConfigurePage(BaseHandler):
             has_credentials=bool(manager and manager.has_credentials()),
             relays="\n".join(manager.relays() if manager else []),
             status=manager.status() if manager else {},
-            keyset_name=names.get() if names is not None else None,
+            keyset_name=keyset_name(self),
             **extra,
         )
 

@@ -381,3 +381,18 @@ async def test_api_docs_page_renders_for_anyone(igloo: Igloo) -> None:
     html = resp.body.decode()
     assert resp.code == 200 and 'data-op="POST /api/admin/api-keys"' in html
     assert "data-tabs" not in html  # no tabs for someone not signed in
+
+
+@pytest.mark.parametrize("overrides", [{"GROUP_NAME": "Env name"}])
+async def test_a_stored_keyset_name_wins_over_group_name_from_the_environment(igloo: Igloo) -> None:
+    callers = await make_callers(igloo)
+    admin = callers.admin.header()
+    assert json_of(await call(igloo, "GET", "/api/keyset/name", admin)) == {"name": "Env name"}
+    assert json_of(await call(igloo, "PUT", "/api/keyset/name", admin, {"name": " Stored "})) == {
+        "name": "Stored"
+    }
+    assert json_of(await call(igloo, "GET", "/api/keyset/name", callers.user.header())) == {"name": "Stored"}
+    assert (await call(igloo, "PUT", "/api/keyset/name", callers.user.header(), {"name": "x"})).code == 403
+    assert (await call(igloo, "PUT", "/api/keyset/name", admin, {"name": "a\nb"})).code == 400
+    await call(igloo, "PUT", "/api/keyset/name", admin, {"name": None})
+    assert json_of(await call(igloo, "GET", "/api/keyset/name", admin)) == {"name": "Env name"}
