@@ -186,8 +186,11 @@ async def test_configure_names_credentials_from_the_environment(igloo: Igloo, lo
 
 # The NIP-46 pages need a running bunker; tests/nip46/test_api.py renders them (same StrictUndefined env).
 NIP46_TEMPLATES = {"nip46.html", "nip46_connect.html"}
+# The administration pages and the API docs: tests/server/test_admin_pages.py renders each of them.
+ADMIN_TEMPLATES = {"users.html", "apikeys.html", "account.html", "recover.html", "keyset.html",
+                   "api_docs.html"}
 
 
 def test_the_state_tests_render_every_template() -> None:
     on_disk = {path.name for path in Path(TEMPLATES_DIR).glob("*.html")}
-    assert NO_NODE_TEMPLATES | MANAGER_TEMPLATES | NIP46_TEMPLATES == on_disk
+    assert NO_NODE_TEMPLATES | MANAGER_TEMPLATES | NIP46_TEMPLATES | ADMIN_TEMPLATES == on_disk
