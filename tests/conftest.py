@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-VECTORS_DIR = REPO_ROOT.parent / "shared" / "vectors"
+VECTORS_DIR = REPO_ROOT / "tests" / "vectors"
 
 
 def load_vector_file(name: str) -> Any:
-    """Load one file of ../shared/vectors, skipping the test when the folder is absent."""
+    """Load one file of tests/vectors (see its README); a missing file fails the test, it never skips."""
     path = VECTORS_DIR / name
-    if not path.exists():
-        pytest.skip(f"reference vectors not found at {path} (../shared/vectors is absent)")
+    if not path.is_file():
+        pytest.fail(f"vector file {name} is missing from {VECTORS_DIR} (it is kept in the repository)",
+                    pytrace=False)
     return json.loads(path.read_text())
