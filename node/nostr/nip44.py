@@ -77,8 +77,8 @@ def encrypt_gen(conv_key: bytes, plaintext: str) -> str:
     return encrypt(conv_key, plaintext, secrets.token_bytes(32))
 
 
-def decrypt(conv_key: bytes, payload: str) -> str:
-    """Decrypt and authenticate; ``ValueError`` names what is wrong."""
+def parse_payload(payload: str) -> tuple[bytes, bytes, bytes]:
+    """``(nonce, ciphertext, mac)`` of a well-formed v2 payload, checked without a key (``ValueError``)."""
     if not isinstance(payload, str):
         raise ValueError("nip44 payload must be a string")
     if payload.startswith("#"):
@@ -93,7 +93,12 @@ def decrypt(conv_key: bytes, payload: str) -> str:
         raise ValueError("nip44 payload has an invalid decoded length")
     if data[0] != VERSION:
         raise ValueError(f"nip44 payload has unknown version {data[0]}")
-    nonce, ct, mac = data[1:33], data[33:-32], data[-32:]
+    return data[1:33], data[33:-32], data[-32:]
+
+
+def decrypt(conv_key: bytes, payload: str) -> str:
+    """Decrypt and authenticate; ``ValueError`` names what is wrong."""
+    nonce, ct, mac = parse_payload(payload)
     chacha_key, chacha_nonce, hmac_key = message_keys(conv_key, nonce)
     expected = hmac.new(hmac_key, nonce + ct, hashlib.sha256).digest()
     if not hmac.compare_digest(expected, mac):
