@@ -23,7 +23,7 @@ from node.crypto.session import PsigPackage, SignatureEntry, combine_session, cr
 from node.errors import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
 from node.events import Emit, error_json, safe_data
 from node.nostr.event import Event, template_event_id
-from node.peers import PeerTable
+from node.peers import PeerTable, iso
 from node.policy import ApprovalQueue, BudgetLedger, PeerPolicy, PolicyBook, PolicyStore, SignBudget
 from node.protocol import Inbound, Rejection
 from node.sign_queue import SignQueue
@@ -43,6 +43,7 @@ class Pool(Protocol):
     def start(self) -> None: ...
     async def wait_connected(self, timeout: float) -> bool: ...
     def subscribe(self, sub_id: str, filters: list[dict[str, Any]]) -> None: ...
+    def resubscribe(self) -> int: ...
     async def publish(self, event: Event, timeout: float = 5.0) -> list[str]: ...
     def status(self) -> list[dict[str, Any]]: ...
     async def close(self) -> None: ...
@@ -155,6 +156,10 @@ class NodeService:
         # Peers whose last ping answer said they do not handle our requests (their recv policy is off).
         self._refused_by: set[str] = set()
         self._seen_requests: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # Listening health: CLOSED answered with a new REQ, and rebuilds after every online peer went silent.
+        self._resubscribes = 0
+        self._rebuilds = 0
+        self._last_rebuild: float | None = None
         self.started_at: float | None = None
         self.ready = False
         self.active = False
@@ -183,7 +188,8 @@ class NodeService:
             self.sign_queue = SignQueue(self.sign)
         self.started_at = self._clock()
         self._pool = self._pool_factory(
-            self.relays, on_event=self._on_event, on_state=self._on_state, on_eose=self._on_eose
+            self.relays, on_event=self._on_event, on_state=self._on_state, on_eose=self._on_eose,
+            on_closed=self._on_closed,
         )
         since = int(self.started_at) - self.options.since_skew
         self._pool.subscribe(SUB_ID, [protocol.subscription_filter(self.pubkey, self.peers, since)])
@@ -230,6 +236,31 @@ class NodeService:
         if sub_id == SUB_ID and not self.ready:
             self.ready = True
             self.emit("ready", "Node is ready", {"pubkey": self.pubkey, "relay": url})
+
+    def _on_closed(self, sub_id: str, url: str, reason: str, retry_in: float) -> None:
+        if sub_id != SUB_ID:
+            return
+        self._resubscribes += 1
+        self.emit("warn", f"Relay closed the node's subscription: {url}; asking again in {retry_in:.1f}s",
+                  {"url": url, "reason": reason, "retryIn": round(retry_in, 3)})
+
+    def _check_listening(self, online_before: set[str], timed_out: set[str], answered: bool) -> None:
+        """Rebuild the subscriptions when every peer that was online went silent while relays look connected.
+
+        A relay can drop a subscription without a word (restart behind a proxy, eviction): the socket stays
+        up, pings go out, and answers never come back. Asking again costs one REQ per relay.
+        """
+        if answered or not online_before or not online_before <= timed_out or self._pool is None:
+            return
+        connected = [r["url"] for r in self.relay_status() if r.get("connected")]
+        if not connected:
+            return  # every relay is down: the connections reconnect and resubscribe by themselves
+        relays = self._pool.resubscribe()
+        self._rebuilds += 1
+        self._last_rebuild = self._clock()
+        self.emit("warn", "No online peer answered while relays look connected: subscriptions rebuilt",
+                  {"silent": sorted(online_before), "relays": connected, "resent": relays,
+                   "rebuilds": self._rebuilds})
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -467,16 +498,27 @@ class NodeService:
         return policy, latency
 
     async def ping_all(self, timeout: float | None = None) -> list[dict[str, Any]]:
-        """Ping every peer at once; one result dict per peer (Igloo Server's shape)."""
+        """Ping every peer at once; one result dict per peer (Igloo Server's shape).
+
+        When every peer that was online times out while relays look connected, the node may have gone deaf
+        (a relay dropped its subscription silently): the subscriptions are rebuilt and an event says so.
+        """
+        online_before = {p for p in self.peers if self.peer_table.is_online(p)}
+        timed_out: set[str] = set()
 
         async def one(pubkey: str) -> dict[str, Any]:
             try:
                 _, latency = await self.ping(pubkey, timeout)
                 return {"pubkey": pubkey, "success": True, "latency": round(latency, 1)}
+            except NodeTimeout as exc:
+                timed_out.add(pubkey)
+                return {"pubkey": pubkey, "success": False, "error": str(exc)}
             except NodeError as exc:
                 return {"pubkey": pubkey, "success": False, "error": str(exc)}
 
-        return list(await asyncio.gather(*(one(pk) for pk in self.peers)))
+        results = list(await asyncio.gather(*(one(pk) for pk in self.peers)))
+        self._check_listening(online_before, timed_out, any(r["success"] for r in results))
+        return results
 
     async def echo(self, challenge: str = "echo", timeout: float | None = None) -> str:
         """Send ``/echo/req`` to ourselves and wait for a relay to reflect it (spec §4.10)."""
@@ -730,4 +772,9 @@ class NodeService:
             "approvalMode": self.options.approval_mode,
             "pendingApprovals": len(self.approvals.pending()),
             "signBudget": {"limit": self.budget.limit, "window": int(self.budget.window)},
+            "listening": {
+                "resubscribes": self._resubscribes,
+                "rebuilds": self._rebuilds,
+                "lastRebuild": iso(self._last_rebuild),
+            },
         }
