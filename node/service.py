@@ -97,7 +97,7 @@ class NodeOptions:
     sign_timeout: float = 5.0
     ping_interval: float = 30.0
     first_ping_delay: float | None = None
-    sign_budget: int = 20
+    sign_budget: int = 1200
     sign_budget_window: float = 3600.0
     approval_mode: bool = False
     stamp_window: int = protocol.STAMP_WINDOW
