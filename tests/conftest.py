@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,3 +21,12 @@ def load_vector_file(name: str) -> Any:
         pytest.fail(f"vector file {name} is missing from {VECTORS_DIR} (it is kept in the repository)",
                     pytrace=False)
     return json.loads(path.read_text())
+
+
+async def until(condition: Callable[[], bool], timeout: float = 3.0, what: str = "condition") -> None:
+    """Wait for ``condition`` to hold (a marker), checking every loop turn or so; fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"{what} not reached within {timeout}s"
+        await asyncio.sleep(0.005)
