@@ -27,10 +27,10 @@ def parse_secret(text: str) -> bytes:
             raise ValueError("secret key is not a valid nsec") from None
     if not is_hex(value.lower(), 32):
         raise ValueError("secret key must be an nsec1… string or 64 hex characters")
-    key = bytes.fromhex(value)
-    if not 0 < int.from_bytes(key, "big") < curve.N:
+    seckey = bytes.fromhex(value)
+    if not curve.is_valid_seckey(seckey):  # libsecp256k1's range check: the key never becomes an int
         raise ValueError("secret key is out of range for secp256k1")
-    return key
+    return seckey
 
 
 def keygen(threshold: int, total: int, secret: str | None = None) -> dict[str, Any]:

@@ -96,7 +96,8 @@ async def test_pages_without_a_node(igloo: Igloo, loaded: set[str]) -> None:
     assert "No share configured" in text_of(dashboard) and "Add credentials" in dashboard
     assert 'data-relay="ws://127.0.0.1:8002/"' in dashboard  # the configured URL, no state known
     assert 'data-demo-start' not in dashboard and 'data-sign-test' not in dashboard
-    assert "a limited number of per 60 min" in text_of(dashboard)
+    assert "(per peer and hour) limits abuse by a stolen or runaway device; it does not prevent the leak" \
+        in text_of(dashboard)
     assert 'id="approvals"' not in dashboard
     assert re.search(r'data-since="\d+"', dashboard)
     configure = await page(igloo, "/configure", cookie)
