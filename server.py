@@ -33,16 +33,19 @@ from handlers.event_frames import CLOSE_GOING_AWAY
 from handlers.event_hub import EventHub
 from handlers.events import MAX_CLIENT_FRAME, EventStreamHandler
 from handlers.gate import IglooApplication
+from handlers.keys import recovery_limiter
 from handlers.throttle import Throttles
 from node import Clock, NodeManager, NodeOptions, keytools, nip46, validate
 from relay import RelayLimits, RelayState, WritePolicy
+from store.apikeys import ApiKeyStore
 from store.credentials import CredentialStore
 from store.db import Database
 from store.events import EventRing
+from store.keyset import KeysetNameStore
 from store.nip46 import Nip46Store
 from store.policies import SqliteBudgetLedger, SqlitePolicyStore
 from store.sessions import SessionStore
-from store.users import BCRYPT_ROUNDS, UserError, UserStore
+from store.users import ADMIN, BCRYPT_ROUNDS, ROLES, UserError, UserStore
 from tools import import_igloo_server
 
 ROOT = Path(__file__).resolve().parent
@@ -129,6 +132,9 @@ def build_application(
         "node": node,
         "bunker": bunker,
         "users": UserStore(db, rounds=bcrypt_rounds),
+        "api_keys": ApiKeyStore(db),
+        "keyset_name": KeysetNameStore(db),
+        "recovery_limiter": recovery_limiter(),
         "sessions": sessions,
         "templates": templates,
         "login_limiter": LoginLimiter(config.rate_limit_login_max, config.rate_limit_login_window),
@@ -314,11 +320,16 @@ def read_new_password(from_stdin: bool) -> str:
     return first
 
 
-def cmd_adduser(config: Settings, name: str, from_stdin: bool) -> int:
-    """Create an account in DATA_DIR's database."""
+def cmd_adduser(config: Settings, name: str, from_stdin: bool, role: str | None = None) -> int:
+    """Create an account in DATA_DIR's database: an administrator when it is the first one or ``role`` says
+    so, else a user."""
     db = Database.open_in(config.data_dir)
     try:
-        user = UserStore(db).create_sync(name, read_new_password(from_stdin))
+        users = UserStore(db)
+        first = users.count() == 0
+        if first and role not in (None, ADMIN):
+            raise UserError("the first account is an administrator: leave out --role or use --role admin")
+        user = users.create_sync(name, read_new_password(from_stdin), role or ("admin" if first else "user"))
     except UserError as exc:
         print(f"igloo-server: {exc}", file=sys.stderr)
         return 1
@@ -326,7 +337,7 @@ def cmd_adduser(config: Settings, name: str, from_stdin: bool) -> int:
         db.close()
     # The one-time onboarding token has nothing left to unlock once an account exists.
     setup_token_path(config.data_dir).unlink(missing_ok=True)
-    print(f"Created user {user.username!r}")
+    print(f"Created {'administrator' if user.is_admin else 'user'} {user.username!r}")
     return 0
 
 
@@ -361,6 +372,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add = sub.add_parser("adduser", help="create a login account")
     add.add_argument("name")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.add_argument("--role", choices=ROLES, default=None,
+                     help="admin or user (default: admin for the first account, user after it)")
     keygen = sub.add_parser("keygen", help="generate a k-of-n share set")
     keygen.add_argument("--threshold", type=int, required=True)
     keygen.add_argument("--total", type=int, required=True)
@@ -400,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     install_log_redaction()
     if command == "adduser":
-        return cmd_adduser(config, args.name, args.password_stdin)
+        return cmd_adduser(config, args.name, args.password_stdin, args.role)
     if command == "import-igloo-server":
         try:
             config = with_credentials_key(config)

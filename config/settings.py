@@ -274,9 +274,11 @@ class Settings:
     peer_ping_interval: float = setting(
         "PEER_PING_INTERVAL", Number(1, DAY, "seconds"), 30.0, NODE, "Seconds between pings to each peer.")
     sign_budget: int = setting(
-        "SIGN_BUDGET", Integer(0, 1_000_000), 20, NODE,
-        "Partial signatures each peer may obtain per SIGN_BUDGET_WINDOW: bounds what a compromised peer "
-        "can harvest.")
+        "SIGN_BUDGET", Integer(0, 1_000_000), 1200, NODE,
+        "Partial signatures and ECDH shares each peer may obtain per SIGN_BUDGET_WINDOW. A limit on abuse (a "
+        "stolen or runaway device signing or decrypting en masse as you), not a defence against the share "
+        "leak: three partial signatures already leak a share. The default is twice a heavy hour of normal "
+        "use (bench/sign_budget_session.py); 0 refuses every request.")
     sign_budget_window: int = setting(
         "SIGN_BUDGET_WINDOW", Integer(1, 30 * DAY, "seconds"), 3600, NODE,
         "Window of SIGN_BUDGET, in seconds.")

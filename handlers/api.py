@@ -13,10 +13,16 @@ from typing import Any, ClassVar
 import tornado.web
 
 from handlers.base import ApiHandler, node_error_status
+from handlers.keys import keyset_name, recovery_wait
+from handlers.openapi import ANY_OBJECT, BOOL, ERROR, HEX64, INT, NUM, STR, arr, enum, nullable, obj, op
+from handlers.roles import READ, USER
 from handlers.throttle import ENV_WRITE, RECOVERY, SIGN
 from node import Event, NodeError, NodeManager, NodeService, keytools, validate, validate_credentials
 
 MAX_BODY = 64 * 1024
+PEER_SCHEMA = obj({"pubkey": STR, "online": BOOL}, ["pubkey", "online"], additionalProperties=True)
+POLICY_SCHEMA = obj({"pubkey": STR, "allowSend": BOOL, "allowReceive": BOOL},
+                    ["pubkey", "allowSend", "allowReceive"], additionalProperties=True)
 
 
 INVALID_JSON_MESSAGE = "Invalid JSON body"
@@ -119,6 +125,11 @@ def _peer_param(raw: str, field: str) -> str:
 class PeersApi(NodeApi):
     """GET /api/peers: every peer with status and policy."""
 
+    access = READ
+    openapi = {"get": op("Every peer with its status and policy", errors=(503,),
+                         ok=obj({"peers": arr(PEER_SCHEMA), "total": INT, "online": INT},
+                                ["peers", "total", "online"]))}
+
     def get(self) -> None:
         """``{peers, total, online}``."""
         peers = self.service().peers_json()
@@ -128,6 +139,10 @@ class PeersApi(NodeApi):
 class PeersSelfApi(NodeApi):
     """GET /api/peers/self."""
 
+    access = READ
+    openapi = {"get": op("This share's public key", errors=(503,),
+                         ok=obj({"pubkey": HEX64, "warnings": arr(STR)}, ["pubkey"]))}
+
     def get(self) -> None:
         """``{pubkey, warnings}`` of this share."""
         self.write_json({"pubkey": self.service().pubkey, "warnings": []})
@@ -135,6 +150,11 @@ class PeersSelfApi(NodeApi):
 
 class PeersGroupApi(NodeApi):
     """GET /api/peers/group."""
+
+    access = READ
+    openapi = {"get": op("The group's public key and threshold", errors=(503,),
+                         ok=obj({"pubkey": HEX64, "threshold": INT, "totalShares": INT},
+                                ["pubkey", "threshold", "totalShares"]))}
 
     def get(self) -> None:
         """``{pubkey, threshold, totalShares}`` (x-only group key)."""
@@ -151,6 +171,10 @@ class PeersGroupApi(NodeApi):
 class PeerPoliciesApi(NodeApi):
     """GET /api/peers/policies."""
 
+    access = READ
+    openapi = {"get": op("Explicit peer policies", errors=(503,),
+                         ok=obj({"policies": arr(POLICY_SCHEMA)}, ["policies"]))}
+
     def get(self) -> None:
         """Explicit policies, Igloo Server's shape."""
         service = self.service()
@@ -160,6 +184,18 @@ class PeerPoliciesApi(NodeApi):
 
 class PeerPolicyApi(NodeApi):
     """GET/PUT/DELETE /api/peers/{pubkey}/policy."""
+
+    access = {"GET": READ}
+    path_params = ("pubkey",)
+    openapi = {
+        "get": op("One peer's policy", errors=(400, 404, 503), ok=obj({"policy": POLICY_SCHEMA}, ["policy"])),
+        "put": op("Set one peer's policy", errors=(400, 404, 413, 415, 503),
+                  request=obj({"allowSend": BOOL, "allowReceive": BOOL}),
+                  example={"allowSend": True, "allowReceive": False},
+                  ok=obj({"policy": POLICY_SCHEMA}, ["policy"])),
+        "delete": op("Back to the default policy", errors=(400, 404, 503),
+                     ok=obj({"removed": BOOL, "policy": POLICY_SCHEMA}, ["removed", "policy"])),
+    }
 
     def _peer(self, raw: str) -> tuple[NodeService, str]:
         service = self.service()
@@ -205,6 +241,13 @@ class PeerPolicyApi(NodeApi):
 class PingApi(NodeApi):
     """POST /api/peers/ping ``{target: "all" | pubkey}``."""
 
+    access = USER
+    openapi = {"post": op("Ping one peer or all", errors=(400, 404, 413, 415, 503),
+                          request=obj({"target": STR}, ["target"]), example={"target": "all"},
+                          description='`target` is "all" or a peer pubkey.',
+                          ok=obj({"results": arr(ANY_OBJECT), "pubkey": STR, "success": BOOL, "latency": NUM,
+                                  "error": STR, "status": ANY_OBJECT}))}
+
     async def post(self) -> None:
         """Ping one or every peer."""
         service = self.service()
@@ -243,6 +286,13 @@ class SignApi(NodeApi):
     """POST /api/sign ``{message: hex64}`` or ``{event: {...}}`` → ``{id, signature}`` (+ ``event``)."""
 
     rate_limits = {"POST": SIGN}
+    access = USER
+    openapi = {"post": op("Threshold-sign a message or an event", errors=(400, 413, 415, 502, 503, 504),
+                          request=obj({"message": HEX64, "event": ANY_OBJECT}),
+                          example={"message": "a" * 64},
+                          description="`message`: a 32-byte hex sighash; or `event`: a Nostr event template "
+                                      "(kind, created_at, tags, content) signed by the group key.",
+                          ok=obj({"id": STR, "signature": STR, "event": ANY_OBJECT}, ["id", "signature"]))}
     error_codes = SIGN_ERROR_CODES
 
     async def post(self) -> None:
@@ -284,6 +334,13 @@ class CipherApi(NodeApi):
     """
 
     rate_limits = {"POST": SIGN}
+    access = USER
+    path_params = ("scheme", "mode")
+    openapi = {"post": op("NIP-44 / NIP-04 encrypt or decrypt with a peer (threshold ECDH)",
+                          errors=(400, 413, 415, 502, 503, 504),
+                          request=obj({"peer_pubkey": HEX64, "pubkey": HEX64, "content": STR}, ["content"]),
+                          example={"peer_pubkey": "b" * 64, "content": "hello"},
+                          ok=obj({"result": STR}, ["result"]))}
     error_codes = CIPHER_ERROR_CODES
 
     async def post(self, scheme: str, mode: str) -> None:
@@ -307,6 +364,15 @@ class RecoverApi(NodeApi):
     """POST /api/recover ``{groupCredential, shareCredentials}`` → ``{success, nsec, details}``."""
 
     rate_limits = {"POST": RECOVERY}
+    openapi = {"post": op("Recover the group's nsec from threshold shares", errors=(400, 413, 415, 429),
+                          request=obj({"groupCredential": STR, "shareCredentials": arr(STR)},
+                                      ["groupCredential", "shareCredentials"]),
+                          example={"groupCredential": "bfgroup1...",
+                                   "shareCredentials": ["bfshare1...", "bfshare1..."]},
+                          description="Never logged; one event says a recovery happened. A few per hour for "
+                                      "the whole server (shared with the Recover page).",
+                          ok=obj({"success": BOOL, "nsec": STR, "details": obj({"sharesUsed": INT})},
+                                 ["success", "nsec"]))}
 
     def post(self) -> None:
         """Recover the group secret from threshold shares (sensitive: authenticated, no-store)."""
@@ -322,6 +388,12 @@ class RecoverApi(NodeApi):
                 status=400,
             )
             return
+        wait = recovery_wait(self)
+        if wait:
+            self.set_header("Retry-After", str(wait))
+            error = "Too many recoveries. Please try again later."
+            self.write_json({"success": False, "error": error}, status=429)
+            return
         try:
             nsec = keytools.recover(group, shares)
         except ValueError as exc:
@@ -335,6 +407,13 @@ class RecoverApi(NodeApi):
 
 class RecoverValidateApi(NodeApi):
     """POST /api/recover/validate ``{type: "group"|"share", credential}``."""
+
+    openapi = {"post": op("Check one group or share credential", errors=(400, 413, 415),
+                          request=obj({"type": enum("group", "share"), "credential": STR},
+                                      ["type", "credential"]),
+                          example={"type": "group", "credential": "bfgroup1..."},
+                          ok=obj({"success": BOOL, "validation": obj({"isValid": BOOL, "message": STR}),
+                                  "decoded": nullable(ANY_OBJECT)}, ["success", "validation"]))}
 
     def post(self) -> None:
         """``{success, validation: {isValid, message}, decoded}``."""
@@ -417,6 +496,17 @@ class EnvApi(CredentialsApi):
     credentials of the relay it names.
     """
 
+    openapi = {
+        "get": op("Settings (never the credentials)", errors=(503,),
+                  ok=obj({"RELAYS": arr(STR), "hasCredentials": BOOL, "credentialsSource": nullable(STR),
+                          "FROSTR_SIGN_TIMEOUT": INT}, ["RELAYS", "hasCredentials"])),
+        "post": op("Save credentials and/or relays; the signer restarts", errors=(400, 413, 415, 503),
+                   request=obj({"GROUP_CRED": STR, "SHARE_CRED": STR, "RELAYS": {"anyOf": [arr(STR), STR]}}),
+                   example={"RELAYS": ["ws://127.0.0.1:8002/"]},
+                   ok=obj({"success": BOOL, "message": STR, "rejectedKeys": arr(STR)},
+                          ["success", "message"])),
+    }
+
     def get(self) -> None:
         """Whether credentials exist (never their values), the relays and the public settings."""
         manager = self.manager
@@ -433,8 +523,9 @@ class EnvApi(CredentialsApi):
             "ALLOWED_ORIGINS": ",".join(config.allowed_origins),
             "adminSecretAvailable": False,  # Igloo never reveals ADMIN_SECRET over HTTP
         }
-        if config.group_name:
-            body["GROUP_NAME"] = config.group_name
+        name = keyset_name(self)
+        if name:
+            body["GROUP_NAME"] = name
         self.write_json(body)
 
     async def post(self) -> None:
@@ -465,6 +556,18 @@ class EnvApi(CredentialsApi):
 
 class EnvSharesApi(CredentialsApi):
     """GET/POST /api/env/shares (Igloo Server's headless share routes)."""
+
+    openapi = {
+        "get": op("Igloo Server's share list: whether credentials exist (never their values)", errors=(503,),
+                  ok=arr(obj({"hasShareCredential": BOOL, "hasGroupCredential": BOOL, "isValid": BOOL,
+                              "savedAt": nullable(STR), "id": STR,
+                              "source": enum("environment", "stored")}))),
+        "post": op("Save a share and its group (Igloo Server's headless route)", errors=(400, 413, 415, 503),
+                   request=obj({"shareCredential": STR, "groupCredential": STR},
+                               ["shareCredential", "groupCredential"]),
+                   example={"shareCredential": "bfshare1...", "groupCredential": "bfgroup1..."},
+                   ok=obj({"success": BOOL, "message": STR}, ["success", "message"])),
+    }
 
     def get(self) -> None:
         """Igloo Server's metadata list (never the credentials, as there without a debug flag)."""
@@ -500,6 +603,21 @@ class EnvSharesApi(CredentialsApi):
 class UserCredentialsApi(CredentialsApi):
     """/api/user/credentials: saving works; reading is refused (Igloo never returns credentials)."""
 
+    CREDENTIALS_BODY = obj({"group_cred": STR, "share_cred": STR, "group_name": STR,
+                            "relays": {"anyOf": [arr(STR), STR, {"type": "null"}]}})
+    openapi = {
+        "get": op("Refused: Igloo never returns credentials", responses={403: ("Refused on purpose", ERROR)}),
+        "post": op("Save credentials and/or relays (Igloo Server's database mode)",
+                   errors=(400, 413, 415, 503),
+                   request=CREDENTIALS_BODY, example={"relays": ["ws://127.0.0.1:8002/"]},
+                   ok=obj({"success": BOOL, "message": STR}, ["success", "message"])),
+        "put": op("The same as POST", errors=(400, 413, 415, 503), request=CREDENTIALS_BODY,
+                  example={"relays": ["ws://127.0.0.1:8002/"]},
+                  ok=obj({"success": BOOL, "message": STR}, ["success", "message"])),
+        "delete": op("Not here: clear credentials with POST /api/env/delete",
+                     responses={405: ("Use POST /api/env/delete", ERROR)}),
+    }
+
     def get(self) -> None:
         """Refused on purpose, with the reason."""
         self.fail(403, NEVER_RETURNED)
@@ -530,6 +648,16 @@ class UserCredentialsApi(CredentialsApi):
 class UserRelaysApi(CredentialsApi):
     """GET/POST/PUT /api/user/relays: the signer's relays (Igloo runs one signer for every account)."""
 
+    openapi = {
+        "get": op("The signer's relays", errors=(503,), ok=obj({"relays": arr(STR)}, ["relays"])),
+        "post": op("Set the signer's relays (null: the default)", errors=(400, 413, 415, 503),
+                   request=obj({"relays": nullable(arr(STR))}, ["relays"]), example={"relays": ["ws://127.0.0.1:8002/"]},
+                   ok=obj({"success": BOOL, "message": STR}, ["success", "message"])),
+        "put": op("The same as POST", errors=(400, 413, 415, 503),
+                  request=obj({"relays": nullable(arr(STR))}, ["relays"]), example={"relays": ["ws://127.0.0.1:8002/"]},
+                  ok=obj({"success": BOOL, "message": STR}, ["success", "message"])),
+    }
+
     def get(self) -> None:
         """``{relays}`` (without credentials in their URLs)."""
         self.write_json({"relays": [validate.redact_relay_url(url) for url in self.manager.relays()]})
@@ -553,6 +681,10 @@ class UserRelaysApi(CredentialsApi):
 
 class UserProfileApi(NodeApi):
     """GET /api/user/profile: the signed-in account."""
+
+    openapi = {"get": op("The signed-in account (401 for API keys and Basic credentials)", errors=(401,),
+                         ok=obj({"id": STR, "username": STR, "createdAt": nullable(STR),
+                                 "hasCredentials": BOOL}, ["id", "username"]))}
 
     def get(self) -> None:
         """``{id, username, createdAt, hasCredentials}``; 401 for API-key and Basic callers (as there)."""
@@ -581,6 +713,11 @@ NIP46_HISTORY_MESSAGE = ("Igloo has no NIP-46 history summary: use GET /api/nip4
 class NotHereApi(NodeApi):
     """An Igloo Server route Igloo does not have: 410 with ``message`` (what to use instead), not a 404."""
 
+    access = READ  # it only says what to use instead
+    openapi = {m: op("An Igloo Server route Igloo does not have: what to use instead",
+                     responses={410: ("Gone: the message names the replacement", ERROR)})
+               for m in ("get", "post", "put", "delete")}
+
     def initialize(self, message: str) -> None:
         """``message``: the replacement."""
         self.message = message
@@ -595,6 +732,10 @@ class NotHereApi(NodeApi):
 class NeverReturnedApi(NodeApi):
     """Igloo Server routes that reveal secrets (/api/env/admin-secret): refused with the reason."""
 
+    access = READ  # it refuses everyone, saying why
+    openapi = {m: op("Refused on purpose: Igloo never returns secrets", responses={403: ("Refused", ERROR)})
+               for m in ("get", "post")}
+
     def post(self) -> None:
         """403 naming the difference."""
         self.fail(403, NEVER_RETURNED)
@@ -604,6 +745,10 @@ class NeverReturnedApi(NodeApi):
 
 class ApprovalsApi(NodeApi):
     """GET /api/approvals: requests waiting for a decision."""
+
+    openapi = {"get": op("Requests waiting for a decision (APPROVAL_MODE)", errors=(503,),
+                         ok=obj({"approvals": arr(ANY_OBJECT), "approvalMode": BOOL},
+                                ["approvals", "approvalMode"]))}
 
     def get(self) -> None:
         """``{approvals: [...], approvalMode}``."""
@@ -618,6 +763,13 @@ class ApprovalsApi(NodeApi):
 
 class ApprovalApi(NodeApi):
     """POST /api/approvals/{id} ``{action: "approve"|"deny"}`` (or ``{approve: bool}``)."""
+
+    access = USER  # deciding whether this share co-signs is signing
+    path_params = ("id",)
+    openapi = {"post": op("Approve or deny a waiting request", errors=(400, 404, 413, 415, 503),
+                          request=obj({"action": enum("approve", "deny"), "approve": BOOL}),
+                          example={"action": "approve"},
+                          ok=obj({"success": BOOL, "id": STR, "action": STR}, ["success", "id", "action"]))}
 
     def post(self, approval_id: str) -> None:
         """Decide one pending request."""
@@ -637,6 +789,9 @@ class ApprovalApi(NodeApi):
 
 class DemoApi(NodeApi):
     """POST /api/demo/start: the first-run demo group on the embedded relay."""
+
+    openapi = {"post": op("Start the demo group", errors=(409, 503),
+                          ok=obj({"success": BOOL, "demo": BOOL, "groupPubkey": STR}, ["success", "demo"]))}
 
     async def post(self) -> None:
         """Start the demo (409 when credentials exist or it is disabled)."""

@@ -12,6 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from handlers.base import ApiHandler, AuthMixin, BaseHandler, Principal, constant_time_equal
+from handlers.openapi import BOOL, INT, STR, arr, obj, op
+from handlers.roles import PUBLIC
 from node import Clock
 from relay import address_key
 from store.users import User, UserError
@@ -173,6 +175,8 @@ def onboarding_secret(handler: AuthMixin) -> str | None:
 class LoginMixin(BaseHandler):
     """The login steps shared by the HTML form and the JSON endpoint."""
 
+    access = PUBLIC  # login and onboarding are for callers who are not signed in
+
     @property
     def limiter(self) -> LoginLimiter:
         """The per-address failed-login limiter."""
@@ -242,6 +246,8 @@ class LoginPage(LoginMixin):
 
 class LogoutPage(BaseHandler):
     """POST /logout (form with _xsrf): end the session everywhere, back to /login."""
+
+    access = PUBLIC
 
     def post(self) -> None:
         """Log out."""
@@ -335,6 +341,15 @@ class LoginApi(ApiHandler, LoginMixin):
     no-session shape ``{success, userId, warning}``, and the client keeps sending its credential.
     """
 
+    openapi = {"post": op("Log in: a session cookie and its id", errors=(400, 401, 415, 429),
+                          request=obj({"username": STR, "password": STR}, ["username", "password"]),
+                          example={"username": "alice", "password": "correct horse battery"},
+                          description="`{apiKey}` (or the Basic pair as username and password) is "
+                                      "accepted too, without a session: `{success, userId, warning}`. "
+                                      "`expiresIn` is in milliseconds.",
+                          ok=obj({"success": BOOL, "userId": STR, "expiresIn": INT, "sessionId": STR,
+                                  "warning": STR}, ["success"]))}
+
     public = True
 
     def check_xsrf_cookie(self) -> None:
@@ -418,6 +433,9 @@ class LoginApi(ApiHandler, LoginMixin):
 class LogoutApi(ApiHandler):
     """POST (or GET, as Igloo Server) /api/auth/logout: end the session (cookie POSTs send X-XSRFToken)."""
 
+    openapi = {m: op("Log out (the session and its event sockets end)",
+                     ok=obj({"success": BOOL}, ["success"])) for m in ("post", "get")}
+
     public = True
 
     def post(self) -> None:
@@ -435,6 +453,11 @@ class LogoutApi(ApiHandler):
 class AuthStatusApi(ApiHandler):
     """GET /api/auth/status: Igloo Server's ``{enabled, methods, rateLimiting, sessionTimeout}`` and Igloo's
     ``{authenticated, authEnabled, username?, expiresIn?}`` (``expiresIn``: milliseconds left)."""
+
+    openapi = {"get": op("Who the caller is, and how one may authenticate",
+                         ok=obj({"enabled": BOOL, "methods": arr(STR), "rateLimiting": BOOL,
+                                 "sessionTimeout": INT, "authenticated": BOOL, "authEnabled": BOOL,
+                                 "username": STR, "expiresIn": INT}, ["authenticated", "authEnabled"]))}
 
     public = True
 
@@ -463,6 +486,10 @@ ONBOARDING_REFUSED = {"error": "Authentication failed"}  # Igloo Server's unifor
 class OnboardingStatusApi(ApiHandler):
     """GET /api/onboarding/status (Igloo Server's shape)."""
 
+    openapi = {"get": op("Whether the first account exists (Igloo Server's onboarding)",
+                         ok=obj({"initialized": BOOL, "hasAdminSecret": BOOL, "headlessMode": BOOL,
+                                 "skipAdminValidation": BOOL}, ["initialized", "hasAdminSecret"]))}
+
     public = True
 
     def get(self) -> None:
@@ -480,6 +507,18 @@ class OnboardingSecretApi(ApiHandler, LoginMixin):
     """POST /api/onboarding/validate-admin and /api/onboarding/setup with ``Authorization: Bearer <secret>``
     (ADMIN_SECRET or the setup token), as on Igloo Server: check the secret, and for setup create the first
     account ``{username, password}`` (no session: log in afterwards)."""
+
+    openapi = {"post": op(
+        "Onboarding with Authorization: Bearer <ADMIN_SECRET or setup token>",
+        description="`/api/onboarding/validate-admin` checks the secret; `/api/onboarding/setup` also "
+                    "creates the first account (an administrator) from `{username, password}`.",
+        request=obj({"username": STR, "password": STR}),
+        example={"username": "alice", "password": "a long passphrase"},
+        ok=obj({"success": BOOL, "message": STR}, ["success"]),
+        responses={401: ("Authentication failed", obj({"error": STR, "authMethods": arr(STR)}, ["error"])),
+                   409: ("An account already exists", obj({"error": STR, "message": STR}, ["error"]))},
+        errors=(400, 429),
+    )}
 
     public = True
 

@@ -20,8 +20,10 @@ from markupsafe import Markup
 
 from config.settings import Settings
 from handlers.event_hub import EventHub
+from handlers.roles import ADMIN, PUBLIC, ROLE_ADMIN, ROLE_USER, SCOPE_FULL, allows, refusal, required_level
 from handlers.throttle import API, CREDENTIALS, Throttles
 from node import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
+from store.apikeys import ApiKeyStore
 from store.db import Database
 from store.sessions import SessionStore
 from store.users import UserStore
@@ -64,16 +66,29 @@ def node_error_status(exc: NodeError) -> int:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who made a request. ``session_hash`` is set for cookie/session logins (never the id itself)."""
+    """Who made a request. ``session_hash`` is set for cookie/session logins (never the id itself).
+
+    ``role`` is "admin" or "user" (handlers/roles.py); ``scope`` is "full", or "read" for a read-only API
+    key; ``api_key_id`` names the stored API key used, if any.
+    """
 
     kind: str  # "session" | "api-key" | "basic" | "anonymous"
     username: str
     user_id: int | None = None
     session_hash: bytes | None = None
     expires_at: float | None = None
+    role: str = ROLE_USER
+    scope: str = SCOPE_FULL
+    api_key_id: int | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        """True for an administrator."""
+        return self.role == ROLE_ADMIN and self.scope == SCOPE_FULL
 
 
-ANONYMOUS = Principal("anonymous", "anonymous")
+# With AUTH_ENABLED=false every route is open: the caller is whoever can reach the port.
+ANONYMOUS = Principal("anonymous", "anonymous", role=ROLE_ADMIN)
 STORAGE_ERROR_STATUS = 503
 
 
@@ -141,6 +156,12 @@ class AuthMixin(tornado.web.RequestHandler):
         return value
 
     @property
+    def api_keys(self) -> ApiKeyStore | None:
+        """Stored API keys (None in an application built without them)."""
+        value: ApiKeyStore | None = self.application.settings.get("api_keys")
+        return value
+
+    @property
     def sessions(self) -> SessionStore:
         """Session storage."""
         value: SessionStore = self.application.settings["sessions"]
@@ -183,14 +204,26 @@ class AuthMixin(tornado.web.RequestHandler):
         session = self.sessions.lookup(session_id, touch=touch)
         if session is None:
             return None
-        return Principal("session", session.username, session.user_id, session.id_hash, session.expires_at)
+        return Principal("session", session.username, session.user_id, session.id_hash, session.expires_at,
+                         role=session.role)
 
-    def principal_for_api_key(self, token: str | None) -> Principal | None:
-        """Accept ``token`` when it equals API_KEY."""
-        expected = self.config.api_key
-        if not token or not expected:
+    def principal_for_api_key(self, token: str | None, bearer: bool = False) -> Principal | None:
+        """API_KEY (an administrator), a stored API key (a user, full or read-only), or, sent as a Bearer
+        token (``bearer``), ADMIN_SECRET (an administrator, as on Igloo Server)."""
+        if not token:
             return None
-        return Principal("api-key", "api-user") if constant_time_equal(token, expected) else None
+        expected = self.config.api_key
+        if expected and constant_time_equal(token, expected):
+            return Principal("api-key", "api-user", role=ROLE_ADMIN)
+        secret = self.config.admin_secret
+        if bearer and secret and constant_time_equal(token, secret):
+            return Principal("api-key", "admin-secret", role=ROLE_ADMIN)
+        store = self.api_keys
+        key = store.verify(token, self.client_ip()) if store is not None else None
+        if key is None:
+            return None
+        return Principal("api-key", f"api-key:{key.prefix}", role=ROLE_USER, scope=key.scope,
+                         api_key_id=key.id)
 
     def principal_for_basic(self, header: str) -> Principal | None:
         """Accept an ``Authorization: Basic`` header matching BASIC_AUTH_USER / BASIC_AUTH_PASS."""
@@ -205,7 +238,7 @@ class AuthMixin(tornado.web.RequestHandler):
         # Evaluate both comparisons so timing does not tell which part was wrong.
         ok_user = constant_time_equal(given_user, user)
         ok_pass = constant_time_equal(given_pass, password)
-        return Principal("basic", user) if sep and ok_user and ok_pass else None
+        return Principal("basic", user, role=ROLE_ADMIN) if sep and ok_user and ok_pass else None
 
     def authenticate_headers(self) -> Principal | None:
         """Check the cookie, then X-Session-ID, X-API-Key, Authorization (Bearer or Basic)."""
@@ -224,7 +257,7 @@ class AuthMixin(tornado.web.RequestHandler):
         authorization = headers.get("Authorization", "")
         scheme = authorization.split(None, 1)[0].lower() if authorization else ""
         if scheme == "bearer":
-            return self.principal_for_api_key(authorization[len("bearer"):].strip())
+            return self.principal_for_api_key(authorization[len("bearer"):].strip(), bearer=True)
         if scheme == "basic":
             return self.principal_for_basic(authorization)
         return None
@@ -237,6 +270,28 @@ class AuthMixin(tornado.web.RequestHandler):
             methods.append("basic-auth")
         methods.append("session")
         return methods
+
+    # --- roles (handlers/roles.py) -----------------------------------------------------------------
+
+    def check_access(self) -> None:
+        """403 when the signed-in caller lacks this route's level for this method (a caller who is not
+        signed in is left to the handler: 401 for APIs, the login page for pages)."""
+        principal = self.current_user
+        level = required_level(type(self), self.request.method or "GET")
+        if principal is not None and not allows(principal, level):
+            raise tornado.web.HTTPError(403, reason=refusal(principal, level))
+
+    def require_admin(self) -> None:
+        """403 unless the caller is an administrator: for checks that depend on what a request asks, not
+        only on its route and method (for those, set ``access`` on the handler)."""
+        principal = self.current_user
+        if not allows(principal, ADMIN):
+            raise tornado.web.HTTPError(403, reason=refusal(principal, ADMIN) if principal else "Forbidden")
+
+    @property
+    def can_admin(self) -> bool:
+        """True when the caller is an administrator."""
+        return allows(self.current_user, ADMIN)
 
     def has_header_credentials(self) -> bool:
         """True when the request carries a credential header a cross-site form could not send."""
@@ -457,7 +512,9 @@ class BaseHandler(AuthMixin):
     """Pages: HTML errors, login redirects, Jinja rendering."""
 
     async def prepare(self) -> None:
-        """Load the caller from the cookie or credential headers; apply this page's request limit."""
+        """Load the caller (cookie or credential headers, behind the failed-credential limit); 403 without
+        this page's role; apply this page's request limit."""
+        self.check_access()
         if self.current_user is not None:
             self.apply_route_limits()
 
@@ -477,9 +534,10 @@ class BaseHandler(AuthMixin):
         principal = self.principal
         user = None
         if principal is not None and principal.kind != "anonymous":
-            user = {"username": principal.username}
+            user = {"username": principal.username, "role": principal.role}
         context: dict[str, Any] = {
             "current_user": user,
+            "can_admin": self.can_admin,
             "xsrf_form_html": lambda: Markup(self.xsrf_form_html()),  # noqa: S704 - tornado escapes it
             "static_url": self.static_url,
             "auth_enabled": self.config.auth_enabled,
@@ -513,17 +571,20 @@ class BaseHandler(AuthMixin):
 
 
 class ApiHandler(AuthMixin):
-    """JSON APIs: JSON errors; 401 unless authenticated (override ``public`` to allow anyone)."""
+    """JSON APIs: JSON errors; 401 unless authenticated (``public = True`` or ``access = "public"`` allows
+    anyone)."""
 
     public = False
 
     async def prepare(self) -> None:
-        """Authenticate; refuse with 401 JSON when required and missing; apply the request limits."""
+        """Authenticate; refuse with 401 JSON when required and missing, 403 without the route's role; apply
+        the request limits."""
         principal = self.current_user
-        if principal is None and not self.public:
+        if principal is None and required_level(type(self), self.request.method or "GET") != PUBLIC:
             body = {"error": "Authentication required", "authMethods": self.auth_methods()}
             self.write_json(body, status=401)
             return
+        self.check_access()
         if principal is not None and principal.session_hash is not None:
             expected = self._session_xsrf_token()
             if self.get_cookie(self.xsrf_cookie_name()) != expected:

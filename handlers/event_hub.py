@@ -7,7 +7,8 @@ error reply, gap notice) are the socket handler's (``handlers/events.py``) and c
 An event is stored before it is delivered: ``publish`` queues the event, and once per IOLoop turn the queued
 events are written to SQLite in one transaction (WAL, synchronous=NORMAL: a commit survives the process being
 killed) and only then fanned out. When the database cannot be written (locked, disk full) events are still
-delivered from memory, an ``error`` event says so, and the write is retried every ``STORAGE_RETRY`` seconds.
+delivered from memory, an ``error`` event says so, and the write is retried every ``storage_retry`` seconds
+(``STORAGE_RETRY`` unless the caller chose another delay).
 
 The hub also keeps the books on connections (slots per address and in total) and closes the sockets of
 sessions that ended. It has no socket code of its own: it sees the open sockets through the handler's
@@ -77,7 +78,8 @@ class EventHub:
     """Publishes node and server events to the ring and to every open event socket of this app.
 
     ``open_sockets`` is the socket handler's class-level set; the hub serves the members whose ``hub`` is
-    itself. ``clock`` (seconds, monotonic) drives the per-socket command rate limit.
+    itself. ``clock`` (seconds, monotonic) drives the per-socket command rate limit; ``storage_retry`` is
+    the delay between attempts to write the event log while the database refuses writes.
     """
 
     def __init__(
@@ -88,11 +90,13 @@ class EventHub:
         *,
         open_sockets: Collection[EventSocket],
         clock: Callable[[], float] = time.monotonic,
+        storage_retry: float = STORAGE_RETRY,
     ) -> None:
         self.config = config
         self.ring = ring
         self.sessions = sessions
         self.clock = clock
+        self.storage_retry = storage_retry
         self.connection_count = 0
         self._open_sockets = open_sockets
         self._per_ip: dict[str, int] = {}
@@ -200,7 +204,7 @@ class EventHub:
     def _storage_failed(self, reason: str) -> None:
         first = self.storage_error is None
         self.storage_error = reason
-        self._retry_handle = tornado.ioloop.IOLoop.current().call_later(STORAGE_RETRY, self._retry)
+        self._retry_handle = tornado.ioloop.IOLoop.current().call_later(self.storage_retry, self._retry)
         if first:
             self.publish(
                 "error",

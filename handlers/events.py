@@ -27,7 +27,9 @@ from handlers.event_frames import (
     websocket_text_frame,
 )
 from handlers.event_hub import EventHub
+from handlers.openapi import ERROR, STR, obj, op
 from handlers.proxy import origin_allowed, public_host
+from handlers.roles import READ, allows
 from handlers.throttle import CREDENTIALS, WS_UPGRADE
 from handlers.ws_direct import DirectSender
 from node import TokenBucket
@@ -43,15 +45,35 @@ MAX_CLIENT_FRAME = 4096
 SOCKET_SEND_BUFFER = 64 * 1024
 CREDENTIAL_PROTOCOLS = ("apikey.", "api-key.", "bearer.", "session.")
 MAX_SUBPROTOCOL = 1024  # a token the handshake may echo (an API key or session id fits easily)
+# The level (handlers/roles.py) each client command needs; a command not listed is refused as unknown.
+COMMAND_ACCESS = {"ping": READ, "resume": READ}
 
 
 class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
     """One event-stream client. Plain GET answers 401/426; an upgrade gets the live stream."""
 
+    access = READ  # every command below is read-only too (COMMAND_ACCESS)
+    openapi = {"get": op(
+        "The live event stream (WebSocket)",
+        description="Upgrade to a WebSocket for the live events (docs/events.md): authentication by "
+                    "cookie, `Sec-WebSocket-Protocol` hints (`apikey.<token>`, `bearer.<token>`, "
+                    "`session.<id>`) or the query (`apiKey`, `sessionId`); `?since=<seq>` resumes. A plain "
+                    "GET answers 426.",
+        query={"since": {"type": "integer", "minimum": 0}},
+        responses={101: ("Switching to the WebSocket protocol", None),
+                   426: ("Upgrade required",
+                         obj({"error": STR, "message": STR, "upgrade": STR, "endpoint": STR},
+                             ["error", "upgrade", "endpoint"])),
+                   429: ("Too many connections from this address", ERROR),
+                   503: ("Server at capacity", ERROR)},
+    )}
+
     open_sockets: ClassVar[set[EventStreamHandler]] = set()
 
     hub: EventHub | None  # set in get(), after authentication
     session_hash: bytes | None = None
+    api_key_id: int | None = None  # the stored API key that opened this socket (revoking it closes it)
+    caller: Principal | None = None
     _origin_ok = True
     _slot_ip: str | None = None
     _floor = 0
@@ -104,6 +126,8 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
             return
         self.hub = hub
         self.session_hash = principal.session_hash
+        self.api_key_id = principal.api_key_id
+        self.caller = principal
         self._origin_ok = self._origin_allowed()
         self._slot_ip = ip
         try:
@@ -330,6 +354,10 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
             self._reply_error("invalid JSON")
             return
         kind = command.get("type") if isinstance(command, dict) else None
+        level = COMMAND_ACCESS.get(kind) if isinstance(kind, str) else None
+        if level is not None and not allows(self.caller, level):
+            self._reply_error(f"'{kind}' is not allowed for this caller")
+            return
         if kind == "ping":
             self.send_own(frame_body("pong", "pong", {"lastSeq": self.event_hub.last_seq}))
         elif kind == "resume":

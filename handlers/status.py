@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from handlers.base import VERSION, ApiHandler, AuthMixin
+from handlers.openapi import ANY_OBJECT, BOOL, INT, STR, arr, obj, op
 from node import validate
 
 
@@ -102,6 +103,14 @@ def public_status() -> dict[str, Any]:
 
 class StatusApi(ApiHandler):
     """GET /api/status."""
+
+    openapi = {"get": op("Health and the signer's public state (never a credential)",
+                         ok=obj({"serverRunning": BOOL, "nodeActive": BOOL, "hasCredentials": BOOL,
+                                 "relays": arr({"anyOf": [STR, ANY_OBJECT]}), "relayCount": INT,
+                                 "timestamp": STR, "version": STR, "uptime": INT, "connections": INT,
+                                 "lastSeq": INT},
+                                ["serverRunning", "nodeActive", "hasCredentials", "relays", "version"],
+                                additionalProperties=True))}
 
     public = True
 

@@ -34,6 +34,7 @@ class CredentialStoreLike(Protocol):
     def exists(self) -> bool: ...
     def load(self) -> Any: ...
     def save(self, group_cred: str, share_cred: str, relays: tuple[str, ...] | list[str]) -> None: ...
+    def clear(self) -> None: ...
     def relays(self) -> tuple[str, ...]: ...
 
 
@@ -171,6 +172,24 @@ class NodeManager:
         service = await self._run(group, share, relay_list, "stored")
         self._echo_task = asyncio.ensure_future(self._self_echo(service))
         return service
+
+    async def clear_credentials(self) -> bool:
+        """Stop a node running on stored credentials and forget them; True when some were stored.
+
+        ``ValueError`` when the credentials come from the environment (they can only be removed there).
+        """
+        if all(self._env):
+            raise ValueError("GROUP_CRED, SHARE_CRED: set in the server's environment; remove them there "
+                             "and restart Igloo")
+        async with self._lock:
+            existed = self._store is not None and self._store.exists()
+            if self.source == "stored":
+                await self._stop_locked()
+            if self._store is not None:
+                self._store.clear()
+        if existed:
+            self.emit("info", "Stored credentials cleared: the signer stopped")
+        return existed
 
     async def update_relays(self, relays: list[str]) -> NodeService:
         """Restart the node on new relays with the stored credentials."""

@@ -113,6 +113,33 @@ MIGRATIONS: list[str] = [
     CREATE INDEX nip46_requests_status ON nip46_requests(status, created_at);
     CREATE INDEX nip46_requests_created ON nip46_requests(created_at);
     """,
+    # Roles (every account made before roles existed was made as the administrator, so it stays one; new
+    # accounts default to the least role), named API keys (store/apikeys.py: only a SHA-256 of each token),
+    # and the keyset's display name (store/keyset.py).
+    """
+    ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'user' CHECK (role IN ('admin', 'user'));
+    UPDATE users SET role = 'admin';
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        prefix TEXT NOT NULL,
+        key_hash BLOB NOT NULL UNIQUE,
+        label TEXT,
+        scope TEXT NOT NULL CHECK (scope IN ('full', 'read')),
+        created_by_user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        created_by_admin INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        last_used_at REAL,
+        last_used_ip TEXT,
+        revoked_at REAL,
+        revoked_reason TEXT
+    );
+    CREATE TABLE keyset_name (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        name TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 
 

@@ -33,7 +33,7 @@ from store.credentials import CredentialStore
 from store.db import Database
 from store.igloo_server_db import ServerDataError, ServerUser
 from store.policies import SqlitePolicyStore
-from store.users import UserError, UserStore, check_new_password, check_username
+from store.users import ADMIN, UserError, UserStore, check_new_password, check_username
 
 MAX_ENV_FILE = 1 << 20
 PasswordReader = Callable[[str], str]
@@ -268,7 +268,8 @@ def write_plan(config: Settings, plan: ImportPlan, replace: bool) -> list[str]:
             for policy in plan.policies:
                 policy_store.save_policy(policy)
             if create_account and plan.account is not None:
-                users.create_sync(*plan.account)
+                # The account whose signer is imported runs it here too: an administrator.
+                users.create_sync(*plan.account, role=ADMIN)
         if plan.account is not None:
             state = "created with the same password" if create_account else "already exists, left as it is"
             lines.append(f"  account {plan.account[0]!r}: {state}")

@@ -5,6 +5,10 @@ must match that subscription's filters, and its id and BIP-340 signature must ve
 then deduplicated by id across relays (a bounded LRU of verified ids, so a relay that sends a
 forged copy first cannot suppress the genuine one). A publish succeeds as soon as one relay
 accepts it (spec §5.1: waiting for all of them lets one bad relay fail every publish).
+
+A relay that ends one of our subscriptions with ``CLOSED`` (restarting, rate limiting, dropping old
+subscriptions) gets the REQ again after a jittered backoff, per relay and subscription, reset once the relay
+answers it with ``EOSE``: the node keeps listening instead of going deaf on that relay.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,6 +49,7 @@ class RelayPool:
         on_event: Callable[[Event, str], None],
         on_state: Callable[[str, str], None] | None = None,
         on_eose: Callable[[str, str], None] | None = None,
+        on_closed: Callable[[str, str, str, float], None] | None = None,
         connect_timeout: float = 5.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
@@ -54,6 +60,12 @@ class RelayPool:
         self._on_event = on_event
         self._on_state = on_state
         self._on_eose = on_eose
+        self._on_closed = on_closed
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        # (relay url, sub id) -> CLOSED answered so far in a row / the pending REQ
+        self._closed_in_a_row: dict[tuple[str, str], int] = {}
+        self._resubscribing: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._subscriptions: dict[str, list[dict[str, Any]]] = {}
         self._filters: dict[str, list[Filter]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -105,6 +117,14 @@ class RelayPool:
         self._filters[sub_id] = parsed
         for conn in self._conns:
             conn.send(frame)
+
+    def resubscribe(self) -> int:
+        """Send every subscription's REQ again on every connected relay (same ids replace); relays reached."""
+        reached = 0
+        for conn in self._conns:
+            sent = [conn.send(build_req(sub_id, filters)) for sub_id, filters in self._subscriptions.items()]
+            reached += bool(sent) and all(sent)
+        return reached
 
     def unsubscribe(self, sub_id: str) -> None:
         """Forget a subscription and CLOSE it on every connected relay."""
@@ -169,6 +189,9 @@ class RelayPool:
 
     async def close(self) -> None:
         """Close every connection; pending publishes finish with failure."""
+        for timer in self._resubscribing.values():
+            timer.cancel()
+        self._resubscribing.clear()
         for conn in self._conns:
             with contextlib.suppress(Exception):
                 await conn.close()
@@ -195,17 +218,42 @@ class RelayPool:
         if isinstance(message, RelayEvent):
             self._incoming(message, conn)
         elif isinstance(message, RelayEose):
+            self._closed_in_a_row.pop((conn.url, message.sub_id), None)
             if message.sub_id in self._subscriptions and self._on_eose is not None:
                 try:
                     self._on_eose(message.sub_id, conn.url)
                 except Exception as exc:  # noqa: BLE001 - a callback or a socket must not end the loop
                     _callback_failed("on_eose", exc)
         elif isinstance(message, RelayClosed):
-            log.debug(
-                "transport: %s closed subscription %s: %s", conn.url, message.sub_id, message.message[:80]
-            )
+            self._closed(message, conn)
         elif isinstance(message, RelayNotice):
             log.debug("transport: notice from %s: %s", conn.url, message.message[:120])
+
+    def _closed(self, message: RelayClosed, conn: RelayConnection) -> None:
+        """A relay ended a subscription: ask again after a backoff (one pending REQ per relay and id)."""
+        key = (conn.url, message.sub_id)
+        if message.sub_id not in self._subscriptions or key in self._resubscribing:
+            return  # one we closed ourselves, or already scheduled
+        attempt = self._closed_in_a_row.get(key, 0)
+        self._closed_in_a_row[key] = attempt + 1
+        delay = min(self._backoff_max, self._backoff_initial * (2.0 ** min(attempt, 30)))
+        delay *= 0.5 + random.random() / 2  # jitter: a relay that closed everyone is not stampeded
+        self._resubscribing[key] = asyncio.get_running_loop().call_later(delay, self._resubscribe, conn,
+                                                                         message.sub_id)
+        reason = message.message[:80]
+        log.info("transport: %s closed subscription %s (%s); resubscribing in %.1fs", conn.url,
+                 message.sub_id, reason, delay)
+        if self._on_closed is not None:
+            try:
+                self._on_closed(message.sub_id, conn.url, reason, delay)
+            except Exception as exc:  # noqa: BLE001 - a callback or a socket must not end the loop
+                _callback_failed("on_closed", exc)
+
+    def _resubscribe(self, conn: RelayConnection, sub_id: str) -> None:
+        self._resubscribing.pop((conn.url, sub_id), None)
+        filters = self._subscriptions.get(sub_id)
+        if filters is not None:
+            conn.send(build_req(sub_id, filters))  # when not connected, the reconnect sends it anyway
 
     def _incoming(self, message: RelayEvent, conn: RelayConnection) -> None:
         event = message.event

@@ -29,7 +29,6 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 SPEC: dict[str, Any] = load_fixture("igloo-server-openapi.json")
 MIGRATING = (Path(__file__).resolve().parents[2] / "docs" / "MIGRATING.md").read_text()
 NEVER_RETURNED = "credentials are never returned"
-PENDING_ADMIN = "the admin API (users, API keys, whoami) arrives with the dashboard-admin work (issue 9)"
 
 
 @dataclass
@@ -182,7 +181,6 @@ NO_SESSION = {"sessionId": "no session for an API key: Igloo answers Igloo Serve
 ENV_ABSENT = {"GROUP_CRED": NEVER_RETURNED, "SHARE_CRED": NEVER_RETURNED}
 SHARES_ABSENT = {"shareCredential": NEVER_RETURNED, "groupCredential": NEVER_RETURNED}
 NO_SESSION_KEY = "ab" * 32
-ENV_DELETE_PENDING = "POST /api/env/delete arrives with the dashboard-admin work (issue 9)"
 
 CASES: list[Case] = [
     # Status and authentication
@@ -245,16 +243,13 @@ CASES: list[Case] = [
     Case("POST", "/api/onboarding/validate-admin", auth="admin-bearer", status=401),  # an account exists
     Case("POST", "/api/onboarding/setup", auth="admin-bearer", body={"username": "eve", "password": "x" * 12},
          status=401),
-    # The admin API (pending)
-    Case("GET", "/api/admin/whoami", auth="admin-bearer", pending=PENDING_ADMIN),
-    Case("GET", "/api/admin/users", auth="admin-bearer", pending=PENDING_ADMIN),
-    Case("POST", "/api/admin/users/delete", auth="admin-bearer", body={"userId": 999}, status=404,
-         pending=PENDING_ADMIN),
-    Case("GET", "/api/admin/api-keys", auth="admin-bearer", pending=PENDING_ADMIN),
-    Case("POST", "/api/admin/api-keys", auth="admin-bearer", body={"label": "compat"}, status=201,
-         pending=PENDING_ADMIN),
-    Case("POST", "/api/admin/api-keys/revoke", auth="admin-bearer", body={"apiKeyId": 999}, status=404,
-         pending=PENDING_ADMIN),
+    # The admin API
+    Case("GET", "/api/admin/whoami", auth="admin-bearer"),
+    Case("GET", "/api/admin/users", auth="admin-bearer"),
+    Case("POST", "/api/admin/users/delete", auth="admin-bearer", body={"userId": 999}, status=404),
+    Case("GET", "/api/admin/api-keys", auth="admin-bearer"),
+    Case("POST", "/api/admin/api-keys", auth="admin-bearer", body={"label": "compat"}, status=201),
+    Case("POST", "/api/admin/api-keys/revoke", auth="admin-bearer", body={"apiKeyId": 999}, status=404),
     # Writes that restart the signer (each waits for it to be ready again)
     Case("POST", "/api/env", body="example", restarts_node=True, check=says("GROUP_NAME", "rejectedReasons")),
     Case("POST", "/api/env", "relays as a JSON string", body="relays-json-string", restarts_node=True),
@@ -268,7 +263,7 @@ CASES: list[Case] = [
          difference="the signer's credentials are cleared with POST /api/env/delete",
          check=says("/api/env/delete")),
     # Last: clearing the credentials stops the signer
-    Case("POST", "/api/env/delete", body="example", pending=ENV_DELETE_PENDING),
+    Case("POST", "/api/env/delete", body="example"),
 ]
 
 

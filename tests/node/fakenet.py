@@ -65,6 +65,10 @@ class FakePool:
     def unsubscribe(self, sub_id: str) -> None:
         self.subs.pop(sub_id, None)
 
+    def resubscribe(self) -> int:
+        self.resubscribed = getattr(self, "resubscribed", 0) + 1
+        return len(self.urls) if self.connected and self.subs else 0
+
     async def publish(self, event: Event, timeout: float = 5.0) -> list[str]:
         if not self.connected:
             return []

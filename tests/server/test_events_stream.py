@@ -6,6 +6,7 @@ import asyncio
 import enum
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import tornado.httpclient
@@ -14,7 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import handlers.event_hub as events_module
-from tests.server.conftest import API_KEY, Igloo, read_frame, read_until_closed
+from tests.clock import ManualClock
+from tests.server.conftest import (
+    API_KEY,
+    Igloo,
+    base_env,
+    read_frame,
+    read_until_closed,
+    start_igloo,
+    stop_igloo,
+)
 
 
 async def expect_refused(igloo: Igloo, code: int, query: str = "", **kwargs: object) -> None:
@@ -208,14 +218,22 @@ async def test_logout_closes_sockets_4401(igloo: Igloo) -> None:
     other.close()
 
 
-@pytest.mark.parametrize("overrides", [{"SESSION_TIMEOUT": "1"}])
-async def test_session_expiry_closes_socket_4401(igloo: Igloo) -> None:
-    igloo.add_user()
-    cookie, _ = await igloo.login()
-    ws = await igloo.ws(headers={"Cookie": cookie})
-    await read_frame(ws)
-    await read_until_closed(ws, timeout=3)
-    assert ws.close_code == 4401
+async def test_session_expiry_closes_socket_4401(io_loop: object, tmp_path: Path) -> None:
+    clock = ManualClock()
+    env = base_env(tmp_path / "data")
+    env["SESSION_TIMEOUT"] = "1"
+    igloo = start_igloo(env, clock=clock)
+    try:
+        igloo.add_user()
+        cookie, _ = await igloo.login()
+        ws = await igloo.ws(headers={"Cookie": cookie})
+        await read_frame(ws)
+        clock.advance(1)  # the one-second session timeout passes on the clock, not in real time
+        igloo.hub.sweep_sessions()  # what the hub's periodic sweep does
+        await read_until_closed(ws, timeout=3)
+        assert ws.close_code == 4401
+    finally:
+        stop_igloo(igloo)
 
 
 def test_encode_payload_never_fails() -> None:
