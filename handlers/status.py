@@ -104,13 +104,19 @@ def public_status() -> dict[str, Any]:
 class StatusApi(ApiHandler):
     """GET /api/status."""
 
-    openapi = {"get": op("Health and the signer's public state (never a credential)",
-                         ok=obj({"serverRunning": BOOL, "nodeActive": BOOL, "hasCredentials": BOOL,
-                                 "relays": arr({"anyOf": [STR, ANY_OBJECT]}), "relayCount": INT,
-                                 "timestamp": STR, "version": STR, "uptime": INT, "connections": INT,
-                                 "lastSeq": INT},
-                                ["serverRunning", "nodeActive", "hasCredentials", "relays", "version"],
-                                additionalProperties=True))}
+    openapi = {"get": op("Health; with authentication the signer's state too (never a credential)",
+                         description="Without authentication only `{serverRunning, status, timestamp}`. "
+                                     "Relay URLs never carry their credentials (`ws://***@host/?***`).",
+                         ok={"anyOf": [
+                             obj({"serverRunning": BOOL, "nodeActive": BOOL, "hasCredentials": BOOL,
+                                  "relays": arr({"anyOf": [STR, ANY_OBJECT]}), "relayCount": INT,
+                                  "timestamp": STR, "version": STR, "uptime": INT, "connections": INT,
+                                  "lastSeq": INT},
+                                 ["serverRunning", "nodeActive", "hasCredentials", "relays", "version"],
+                                 additionalProperties=True),
+                             obj({"serverRunning": BOOL, "status": {"const": "ok"}, "timestamp": STR},
+                                 ["serverRunning", "status", "timestamp"], additionalProperties=False),
+                         ]})}
 
     public = True
 
