@@ -33,11 +33,13 @@ from handlers.event_hub import EventHub
 from handlers.events import MAX_CLIENT_FRAME, EventStreamHandler
 from node import Clock, NodeManager, NodeOptions, keytools, nip46
 from relay import RelayLimits, RelayState, WritePolicy
+from store.activity import ActivityStore
 from store.credentials import CredentialStore
 from store.db import Database
 from store.events import EventRing
 from store.nip46 import Nip46Store
 from store.policies import SqliteBudgetLedger, SqlitePolicyStore
+from store.relays import RelayListStore
 from store.sessions import SessionStore
 from store.users import BCRYPT_ROUNDS, UserError, UserStore
 
@@ -207,6 +209,10 @@ def build_node(config: Settings, db: Database, hub: EventHub) -> NodeManager:
         budget_ledger=SqliteBudgetLedger(db, keep=config.sign_budget_window),
         demo_enabled=config.demo_enabled,
         peer_policies=config.peer_policies,
+        relay_store=RelayListStore(db),
+        relays_from_env=bool(config.relays),
+        exposed=not config.is_loopback,
+        activity=ActivityStore(db),
     )
 
 

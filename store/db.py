@@ -112,6 +112,23 @@ MIGRATIONS: list[str] = [
     CREATE INDEX nip46_requests_status ON nip46_requests(status, created_at);
     CREATE INDEX nip46_requests_created ON nip46_requests(created_at);
     """,
+    # The dashboard: signing activity counted per time bucket (store/activity.py, pruned after a week),
+    # and the relay list set there or with /api/relays, which wins over RELAYS until cleared (store/relays).
+    """
+    CREATE TABLE activity (
+        bucket INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        role TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (bucket, kind, role, outcome)
+    ) WITHOUT ROWID;
+    CREATE TABLE node_relays (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        relays TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 
 
