@@ -57,6 +57,14 @@ class NodeApi(ApiHandler):
         """Map a node failure to its status code."""
         self.fail(node_error_status(exc), str(exc) or type(exc).__name__)
 
+    def require_change_rights(self) -> None:
+        """The one gate in front of every write to the signer's relays and peer policies (the dashboard's
+        relay editor, policy toggles and reset, ``PUT/DELETE /api/relays``, ``POST /api/env {RELAYS}``).
+
+        Authentication is already checked in ``prepare``; a role check belongs here, raising
+        ``tornado.web.HTTPError(403)`` for a caller who may not change them.
+        """
+
 
 def _peer_param(raw: str, field: str) -> str:
     """A peer pubkey from the path or the body, x-only; 400 naming ``field`` otherwise."""
@@ -125,6 +133,7 @@ class PeerPolicyApi(NodeApi):
 
     def put(self, raw: str) -> None:
         """Body ``{allowSend?, allowReceive?}`` (at least one boolean)."""
+        self.require_change_rights()
         service, pubkey = self._peer(raw)
         body = self.body()
         send, recv = body.get("allowSend"), body.get("allowReceive")
@@ -144,6 +153,7 @@ class PeerPolicyApi(NodeApi):
 
     def delete(self, raw: str) -> None:
         """Back to the default policy; 404 when none was set."""
+        self.require_change_rights()
         service, pubkey = self._peer(raw)
         if not service.policies.remove(pubkey):
             self.fail(404, "Policy not found")
@@ -308,7 +318,7 @@ class EnvApi(NodeApi):
         )
 
     async def post(self) -> None:
-        """Validate (decode + share-in-group), store encrypted, restart the node."""
+        """Validate (decode + share-in-group), store encrypted, restart the node; or move it to ``RELAYS``."""
         body = self.body()
         allowed = {"GROUP_CRED", "SHARE_CRED", "RELAYS"}
         rejected = sorted(k for k in body if k not in allowed)
@@ -317,6 +327,7 @@ class EnvApi(NodeApi):
             if "GROUP_CRED" not in body and "SHARE_CRED" not in body:
                 if relays is None:
                     raise ValueError("GROUP_CRED: required (with SHARE_CRED)")
+                self.require_change_rights()
                 await self.manager.update_relays(relays)
             else:
                 validate_credentials(body.get("GROUP_CRED"), body.get("SHARE_CRED"))

@@ -7,6 +7,7 @@ from typing import Any
 import tornado.web
 
 from handlers.base import BaseHandler
+from handlers.dashboard import dashboard_cards
 from handlers.status import build_status
 from node import NodeManager, validate
 
@@ -18,7 +19,8 @@ class DashboardPage(BaseHandler):
         """Render dashboard.html for a logged-in user."""
         if not self.require_page_auth():
             return
-        self.render_page("dashboard.html", status=build_status(self), peers_url="/api/peers")
+        self.render_page("dashboard.html", status=build_status(self), peers_url="/api/peers",
+                         **dashboard_cards(self))
 
 
 class ConfigurePage(BaseHandler):

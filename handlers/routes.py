@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import api, auth, events, nip46, pages, relay, status
+from handlers import api, auth, dashboard, events, nip46, pages, relay, relays, status
 
 ROUTES: list[tuple[Any, ...]] = [
     *status.ROUTES,
@@ -12,6 +12,8 @@ ROUTES: list[tuple[Any, ...]] = [
     *events.ROUTES,
     *pages.ROUTES,
     *api.ROUTES,
+    *relays.ROUTES,
+    *dashboard.ROUTES,
     *nip46.ROUTES,
     *relay.ROUTES,
 ]
