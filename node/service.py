@@ -109,6 +109,7 @@ class NodeOptions:
 
 
 SUB_ID = "igloo-node"
+RELAY_SETTLE_MAX = 5.0  # seconds a relay change waits for new relays to subscribe before dropping the old
 
 
 class NodeService:
@@ -225,8 +226,9 @@ class NodeService:
         """Move to ``relays`` without a restart; returns ``(added, removed)``.
 
         The pool connects and subscribes on the new relays before it lets the removed ones go (waiting at
-        most ``sign_timeout`` for them), so requests in flight keep waiting for their answers and get them
-        from whichever relay carries them. ``ValueError`` for an empty list.
+        most ``sign_timeout``, and never more than ``RELAY_SETTLE_MAX`` seconds, for a new relay that does not
+        answer), so requests in flight keep waiting for their answers and get them from whichever relay
+        carries them. ``ValueError`` for an empty list.
         """
         wanted = list(dict.fromkeys(relays))
         if not wanted:
@@ -234,8 +236,9 @@ class NodeService:
         if self._pool is None or not self.active:
             self.relays = wanted
             return [], []
-        timeout = self.options.sign_timeout
-        added, removed = await self._pool.set_urls(wanted, settle_timeout=timeout, drain_timeout=timeout)
+        settle = min(self.options.sign_timeout, RELAY_SETTLE_MAX)
+        drain = self.options.sign_timeout
+        added, removed = await self._pool.set_urls(wanted, settle_timeout=settle, drain_timeout=drain)
         self.relays = wanted
         if added or removed:
             self.emit("info", "Relays changed", {"relays": wanted, "added": added, "removed": removed})

@@ -47,10 +47,19 @@
 
   function refresh(delay) { C.schedule('peers', delay || 0); }
 
+  /* A control waiting for the server is marked busy rather than disabled: disabling it would take the
+     keyboard focus away, and the card's redraw puts the focus back only on the element that had it. */
+  function busy(el, on) {
+    if (!el) return false;
+    if (on && el.getAttribute('aria-busy') === 'true') return false;
+    el.setAttribute('aria-busy', on ? 'true' : 'false');
+    return true;
+  }
+
   function ping(target, button) {
-    if (button) button.disabled = true;
+    if (button && !busy(button, true)) return null;
     return C.api('POST', '/api/peers/ping', { target: target }).then(function (r) {
-      if (button) button.disabled = false;
+      busy(button, false);
       if (!r.ok) { say(r.body.error || ('Ping failed (HTTP ' + r.status + ')'), true); return; }
       if (target === 'all') {
         var results = r.body.results || [];
@@ -65,7 +74,7 @@
       }
       refresh();
     }, function () {
-      if (button) button.disabled = false;
+      busy(button, false);
       say('Could not reach the server.', true);
     });
   }
@@ -83,8 +92,9 @@
       ping(pk, ev.target.closest('[data-peer-ping]'));
     } else if (ev.target.closest('[data-peer-reset]')) {
       var reset = ev.target.closest('[data-peer-reset]');
-      reset.disabled = true;
+      if (!busy(reset, true)) return;
       C.api('DELETE', policyUrl(pk)).then(function (r) {
+        busy(reset, false);
         if (r.ok || r.status === 404) say('Peer ' + short(pk) + ' is back to the default policy: ask and answer.');
         else say(r.body.error || ('Reset failed (HTTP ' + r.status + ')'), true);
         refresh();
@@ -99,9 +109,9 @@
     var pk = row.getAttribute('data-pubkey');
     var body = {};
     body[box.getAttribute('data-policy') === 'send' ? 'allowSend' : 'allowReceive'] = box.checked;
-    box.disabled = true;
+    busy(box, true);
     C.api('PUT', policyUrl(pk), body).then(function (r) {
-      box.disabled = false;
+      busy(box, false);
       if (!r.ok) {
         box.checked = !box.checked;
         say(r.body.error || ('Policy not changed (HTTP ' + r.status + ')'), true);
