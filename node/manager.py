@@ -390,8 +390,8 @@ class NodeManager:
 
     def _demo_emitter(self, number: int) -> Emit:
         def emit(type_: str, message: str, data: Any = None) -> None:
-            if type_.startswith("peer-"):
-                return  # the dashboard's peer panel shows this node's view only
+            if type_.startswith("peer-") or type_ == "relay-status-internal":
+                return  # the dashboard's peer and relay cards show this node's view only
             self._emit(type_, f"[Demo peer {number}] {message}", data)
 
         return emit
