@@ -1,6 +1,7 @@
 """Igloo's composition root and command line: settings → store → event hub → (node) → Application.
 
-``igloo-server [serve]`` runs the server; ``adduser``, ``keygen`` and ``recover`` are one-shot commands.
+``igloo-server [serve]`` runs the server; ``adduser``, ``keygen``, ``recover`` and ``import-igloo-server``
+are one-shot commands.
 ``python server.py`` is the same as ``igloo-server serve``.
 """
 
@@ -31,6 +32,7 @@ from handlers.base import VERSION
 from handlers.event_frames import CLOSE_GOING_AWAY
 from handlers.event_hub import EventHub
 from handlers.events import MAX_CLIENT_FRAME, EventStreamHandler
+from handlers.proxy import ProxyAwareApplication
 from node import Clock, NodeManager, NodeOptions, keytools, nip46
 from relay import RelayLimits, RelayState, WritePolicy
 from store.activity import ActivityStore
@@ -42,6 +44,7 @@ from store.policies import SqliteBudgetLedger, SqlitePolicyStore
 from store.relays import RelayListStore
 from store.sessions import SessionStore
 from store.users import BCRYPT_ROUNDS, UserError, UserStore
+from tools import import_igloo_server
 
 ROOT = Path(__file__).resolve().parent
 TEMPLATES_DIR = ROOT / "templates"
@@ -128,7 +131,7 @@ def build_application(
         "relay": build_relay(config, node, bunker),
     }
     settings.update(extra_settings or {})
-    return tornado.web.Application(routes.ROUTES, **settings)
+    return ProxyAwareApplication(routes.ROUTES, **settings)
 
 
 class GroupMembers:
@@ -242,7 +245,8 @@ async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
     node = build_node(config, db, hub)
     bunker = build_bunker(config, db, hub, node)
     app = build_application(config, db, hub, node, bunker=bunker)
-    server = tornado.httpserver.HTTPServer(app, xheaders=config.trust_proxy)
+    # Forwarded headers are read by handlers/proxy.py (only with TRUST_PROXY), not by Tornado's xheaders.
+    server = tornado.httpserver.HTTPServer(app, xheaders=False)
     server.listen(config.host_port, config.host_name)
     hub.start()
     purged = hub.sessions.purge_expired() if hub.sessions else 0
@@ -350,6 +354,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     keygen.add_argument(
         "--nsec", default=None, help="split this existing key (nsec or hex; '-' reads it from stdin)"
     )
+    imp = sub.add_parser("import-igloo-server",
+                         help="import credentials, relays and peer policies from Igloo Server")
+    imp.add_argument("path", type=Path, help="Igloo Server's directory, its data/igloo.db or its .env")
+    imp.add_argument("--user", default=None, help="the database user whose credentials to import")
+    imp.add_argument("--password-stdin", action="store_true", help="read that user's password from stdin")
+    imp.add_argument("--replace", action="store_true", help="overwrite credentials Igloo already stores")
     recover = sub.add_parser("recover", help="recover the secret key from threshold shares")
     recover.add_argument("--group", required=True)
     recover.add_argument("--share", action="append", required=True, dest="shares")
@@ -377,6 +387,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if command == "adduser":
         return cmd_adduser(config, args.name, args.password_stdin)
+    if command == "import-igloo-server":
+        try:
+            config = with_credentials_key(config)
+        except ConfigError as exc:
+            print(f"igloo-server: configuration error: {exc}", file=sys.stderr)
+            return 2
+        return import_igloo_server.run(config, args.path, username=args.user, replace=args.replace,
+                                       read_password=import_igloo_server.password_reader(args.password_stdin))
     unused = igloo_server.unused_variables(environ)
     if unused:
         log.info("Igloo Server settings with no effect here (see docs/MIGRATING.md): %s", ", ".join(unused))

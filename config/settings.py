@@ -110,8 +110,10 @@ class Settings:
         "DEBUG, INFO, WARNING or ERROR. No level logs secrets or query strings.")
     trust_proxy: bool = setting(
         "TRUST_PROXY", IglooServerSwitch("true", default_state=False), False, SERVER,
-        "true only behind a reverse proxy you control: then X-Forwarded-For / X-Real-Ip give the client "
-        "address (rate limits, caps) and X-Forwarded-Proto=https makes cookies Secure.")
+        "true only behind a reverse proxy you control (docs/DEPLOY.md): then the X-Forwarded-For entry the "
+        "proxy appended gives the client address (rate limits, caps; X-Real-Ip is ignored), "
+        "X-Forwarded-Proto=https makes cookies Secure, and X-Forwarded-Host is the host the origin check "
+        "expects.")
     node_env: str = setting(
         "NODE_ENV", Choice(("development", "production"), hint=NO_TEST_MODE),
         "development", SERVER,

@@ -7,7 +7,8 @@ wrong answers). Credentials are accepted here and never returned by any endpoint
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 import tornado.web
 
@@ -17,8 +18,27 @@ from node import Event, NodeError, NodeManager, NodeService, keytools, validate,
 MAX_BODY = 64 * 1024
 
 
+INVALID_JSON_MESSAGE = "Invalid JSON body"
+
+
+def iso_time(stamp: float) -> str:
+    """Unix seconds as ISO-8601 UTC with milliseconds and ``Z`` (Igloo Server's timestamps)."""
+    return datetime.fromtimestamp(stamp, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_now() -> str:
+    """The current time as ``iso_time`` writes it."""
+    return iso_time(datetime.now(UTC).timestamp())
+
+
 class NodeApi(ApiHandler):
-    """Base for the node endpoints: the manager, the running service, JSON bodies, error mapping."""
+    """Base for the node endpoints: the manager, the running service, JSON bodies, error mapping.
+
+    A route that sets ``error_codes`` (status → Igloo Server's ``code``) answers every error as
+    ``{code, error}``, including the 401 of ``prepare`` and the errors of ``write_error``.
+    """
+
+    error_codes: ClassVar[dict[int, str]] = {}
 
     @property
     def manager(self) -> NodeManager:
@@ -45,11 +65,29 @@ class NodeApi(ApiHandler):
         """Finish with ``{error, ...}``."""
         self.write_json({"error": message, **extra}, status=status)
 
+    def error_code(self, status: int, message: str) -> str | None:
+        """Igloo Server's ``code`` for an error of this route (None when the route has no codes)."""
+        if not self.error_codes:
+            return None
+        if message == INVALID_JSON_MESSAGE:
+            return "INVALID_JSON"
+        if message.startswith("Storage unavailable"):
+            return "STORAGE_UNAVAILABLE"
+        return self.error_codes.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
+
+    def write_json(self, body: object, status: int = 200) -> None:
+        """Send JSON; an error body of a route with codes gets its ``code``."""
+        if status >= 400 and isinstance(body, dict) and "error" in body and "code" not in body:
+            code = self.error_code(status, str(body["error"]))
+            if code is not None:
+                body = {"code": code, **body}
+        super().write_json(body, status)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Node unavailability (503) keeps its reason; other errors as the base class says."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if status_code in (502, 503, 504) and isinstance(exc, tornado.web.HTTPError) and exc.reason:
-            self.finish({"error": exc.reason})
+            self.write_json({"error": exc.reason}, status=status_code)
             return
         super().write_error(status_code, **kwargs)
 
@@ -64,6 +102,17 @@ class NodeApi(ApiHandler):
         Authentication is already checked in ``prepare``; a role check belongs here, raising
         ``tornado.web.HTTPError(403)`` for a caller who may not change them.
         """
+
+
+# Igloo Server's error codes on /api/sign (src/routes/sign.ts), by status.
+SIGN_ERROR_CODES = {
+    400: "BAD_REQUEST", 401: "AUTH_REQUIRED", 403: "FORBIDDEN", 413: "REQUEST_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE", 429: "RATE_LIMITED", 500: "SIGN_ERROR", 502: "SIGN_FAILED",
+    503: "NODE_UNAVAILABLE", 504: "SIGN_TIMEOUT",
+}
+# The NIP-44/NIP-04 routes: Igloo Server sends no codes there; Igloo uses the same vocabulary, ECDH_* for
+# the co-signers' part.
+CIPHER_ERROR_CODES = {**SIGN_ERROR_CODES, 500: "INTERNAL_ERROR", 502: "ECDH_FAILED", 504: "ECDH_TIMEOUT"}
 
 
 def _peer_param(raw: str, field: str) -> str:
@@ -170,7 +219,8 @@ class PingApi(NodeApi):
         service = self.service()
         target = self.body().get("target")
         if target == "all":
-            self.write_json({"results": await service.ping_all()})
+            results = await service.ping_all()
+            self.write_json({"results": [{**result, "timestamp": iso_now()} for result in results]})
             return
         if not isinstance(target, str):
             self.fail(400, "Invalid target parameter")
@@ -180,23 +230,28 @@ class PingApi(NodeApi):
             self.fail(404, "Peer is not a member of this group")
             return
         try:
-            _, latency = await service.ping(pubkey)
+            policy, latency = await service.ping(pubkey)
         except NodeError as exc:
             status = service.peer_table.status_json(pubkey)
-            self.write_json({"pubkey": pubkey, "success": False, "error": str(exc), "status": status})
+            self.write_json({"pubkey": pubkey, "success": False, "error": str(exc), "status": status,
+                             "timestamp": iso_now()})
             return
         self.write_json(
             {
                 "pubkey": pubkey,
                 "success": True,
                 "latency": round(latency, 1),
+                "policy": policy.wire_json(),  # the peer's policy towards us, from its answer
                 "status": service.peer_table.status_json(pubkey),
+                "timestamp": iso_now(),
             }
         )
 
 
 class SignApi(NodeApi):
     """POST /api/sign ``{message: hex64}`` or ``{event: {...}}`` → ``{id, signature}`` (+ ``event``)."""
+
+    error_codes = SIGN_ERROR_CODES
 
     async def post(self) -> None:
         """Threshold-sign one message or event template."""
@@ -235,6 +290,8 @@ class CipherApi(NodeApi):
     Body ``{peer_pubkey, content}`` (``pubkey`` also accepted) → ``{result}``; ``NodeService.encrypt`` /
     ``decrypt`` do the ECDH round and the scheme's key derivation.
     """
+
+    error_codes = CIPHER_ERROR_CODES
 
     async def post(self, scheme: str, mode: str) -> None:
         """Encrypt or decrypt ``content`` with the peer."""
@@ -276,7 +333,9 @@ class RecoverApi(NodeApi):
             self.write_json({"success": False, "error": str(exc)}, status=400)
             return
         self.events.publish("warn", "Secret key recovered through the API", {"sharesUsed": len(shares)})
-        self.write_json({"success": True, "nsec": nsec, "details": {"sharesUsed": len(shares)}})
+        threshold = keytools.describe_credential("group", group)["threshold"]
+        self.write_json({"success": True, "nsec": nsec,
+                         "details": {"sharesUsed": len(shares), "thresholdRequired": threshold}})
 
 
 class RecoverValidateApi(NodeApi):
@@ -302,45 +361,244 @@ class RecoverValidateApi(NodeApi):
         self.write_json({"success": True, "validation": validation, "decoded": decoded})
 
 
-class EnvApi(NodeApi):
-    """GET/POST /api/env: presence flags and relays out, ``{GROUP_CRED, SHARE_CRED, RELAYS}`` in."""
+# Keys Igloo Server's POST /api/env accepts that Igloo takes from its environment at start-up instead, with
+# what to do; CREDENTIALS_SAVED_AT is written by the server itself.
+ENV_KEYS_ELSEWHERE = {
+    "GROUP_NAME": "set GROUP_NAME in the server's environment",
+    "PEER_POLICIES": "use PUT /api/peers/{pubkey}/policy, or PEER_POLICIES in the server's environment",
+    "CREDENTIALS_SAVED_AT": "set by the server when credentials are saved",
+    **{
+        name: "a server setting: set it in the server's environment and restart"
+        for name in (
+            "SESSION_TIMEOUT", "FROSTR_SIGN_TIMEOUT", "RATE_LIMIT_ENABLED", "RATE_LIMIT_WINDOW",
+            "RATE_LIMIT_MAX", "NODE_RESTART_DELAY", "NODE_MAX_RETRIES", "NODE_BACKOFF_MULTIPLIER",
+            "NODE_MAX_RETRY_DELAY", "INITIAL_CONNECTIVITY_DELAY", "CONNECTIVITY_PING_TIMEOUT_MS",
+            "ALLOWED_ORIGINS",
+        )
+    },
+}
+ENV_WRITABLE = ("GROUP_CRED", "SHARE_CRED", "RELAYS")
+
+
+def rejected_reasons(keys: list[str]) -> dict[str, str]:
+    """Why each of ``keys`` is not applied by POST /api/env."""
+    return {key: ENV_KEYS_ELSEWHERE.get(key, "not a setting POST /api/env changes") for key in keys}
+
+
+class CredentialsApi(NodeApi):
+    """Shared steps of the routes that save credentials and relays (never returning them)."""
+
+    async def save(self, group: object, share: object, relays_value: object, relays_given: bool) -> None:
+        """Apply a full or partial update: credentials (one may come from what the node runs on), relays.
+
+        ``ValueError`` names the field that is missing or wrong.
+        """
+        manager = self.manager
+        relays = validate.relay_urls(relays_value) if relays_given else None
+        if group is None and share is None:
+            if relays is None:
+                raise ValueError("GROUP_CRED: required (with SHARE_CRED), or RELAYS")
+            self.require_change_rights()
+            await manager.update_relays(relays)
+            return
+        if group is None or share is None:
+            current = manager.current_credentials()
+            missing = "GROUP_CRED" if group is None else "SHARE_CRED"
+            if current is None:
+                raise ValueError(f"{missing}: required (no credentials are configured to keep it from)")
+            group = current[0] if group is None else group
+            share = current[1] if share is None else share
+        validate_credentials(group, share)
+        await manager.apply_credentials(group, share, relays)  # type: ignore[arg-type]
+
+
+class EnvApi(CredentialsApi):
+    """GET/POST /api/env: settings out (never the credentials), ``{GROUP_CRED?, SHARE_CRED?, RELAYS?}`` in."""
 
     def get(self) -> None:
-        """Never the credentials: only whether they exist, and the relays."""
+        """Whether credentials exist (never their values), the relays and the public settings."""
         manager = self.manager
-        self.write_json(
-            {
-                "RELAYS": manager.relays(),
-                "hasCredentials": manager.has_credentials(),
-                "credentialsSource": manager.source,
-                "FROSTR_SIGN_TIMEOUT": round(manager.options.sign_timeout * 1000),  # milliseconds
-            }
-        )
+        config = self.config
+        body: dict[str, Any] = {
+            "RELAYS": manager.relays(),
+            "hasCredentials": manager.has_credentials(),
+            "credentialsSource": manager.source,
+            "FROSTR_SIGN_TIMEOUT": round(manager.options.sign_timeout * 1000),  # milliseconds
+            "SESSION_TIMEOUT": config.session_timeout,
+            "RATE_LIMIT_ENABLED": config.rate_limit_enabled,
+            "RATE_LIMIT_WINDOW": config.rate_limit_window,
+            "RATE_LIMIT_MAX": config.rate_limit_max,
+            "ALLOWED_ORIGINS": ",".join(config.allowed_origins),
+            "adminSecretAvailable": False,  # Igloo never reveals ADMIN_SECRET over HTTP
+        }
+        if config.group_name:
+            body["GROUP_NAME"] = config.group_name
+        self.write_json(body)
 
     async def post(self) -> None:
-        """Validate (decode + share-in-group), store encrypted, restart the node; or move it to ``RELAYS``."""
+        """Validate, store encrypted, restart the node. Any subset of the writable keys (partial update);
+        other keys Igloo Server took are listed in ``rejectedKeys`` with ``rejectedReasons``. ``RELAYS`` alone
+        moves the running node to them live."""
         body = self.body()
-        allowed = {"GROUP_CRED", "SHARE_CRED", "RELAYS"}
-        rejected = sorted(k for k in body if k not in allowed)
+        given = [key for key in ENV_WRITABLE if key in body and body[key] is not None]
+        rejected = sorted(k for k in body if k not in ENV_WRITABLE)
+        reasons = rejected_reasons(rejected)
+        if not given:
+            detail = "; ".join(f"{key}: {why}" for key, why in reasons.items())
+            error = "No valid environment variables provided" + (f" ({detail})" if detail else "")
+            self.write_json({"success": False, "error": error, "rejectedKeys": rejected,
+                             "rejectedReasons": reasons}, status=400)
+            return
         try:
-            relays = validate.relay_urls(body.get("RELAYS")) if "RELAYS" in body else None
-            if "GROUP_CRED" not in body and "SHARE_CRED" not in body:
-                if relays is None:
-                    raise ValueError("GROUP_CRED: required (with SHARE_CRED)")
-                self.require_change_rights()
-                await self.manager.update_relays(relays)
-            else:
-                validate_credentials(body.get("GROUP_CRED"), body.get("SHARE_CRED"))
-                await self.manager.apply_credentials(body["GROUP_CRED"], body["SHARE_CRED"], relays)
+            await self.save(body.get("GROUP_CRED"), body.get("SHARE_CRED"), body.get("RELAYS"),
+                            "RELAYS" in given)
         except ValueError as exc:
             self.write_json({"success": False, "error": str(exc)}, status=400)
             return
         message = "Environment variables updated"
         if rejected:
             message += f". Rejected unauthorized keys: {', '.join(rejected)}"
-        self.write_json(
-            {"success": True, "message": message, **({"rejectedKeys": rejected} if rejected else {})}
-        )
+        extra = {"rejectedKeys": rejected, "rejectedReasons": reasons} if rejected else {}
+        self.write_json({"success": True, "message": message, **extra})
+
+
+class EnvSharesApi(CredentialsApi):
+    """GET/POST /api/env/shares (Igloo Server's headless share routes)."""
+
+    def get(self) -> None:
+        """Igloo Server's metadata list (never the credentials, as there without a debug flag)."""
+        manager = self.manager
+        if not manager.has_credentials():
+            self.write_json([])
+            return
+        self.write_json([{
+            "hasShareCredential": True,
+            "hasGroupCredential": True,
+            "isValid": True,
+            "savedAt": None,
+            "id": "env-stored-share",
+            "source": "environment" if manager.source == "env" else "stored",
+        }])
+
+    async def post(self) -> None:
+        """``{shareCredential, groupCredential}`` → ``{success, message}``."""
+        body = self.body()
+        share, group = body.get("shareCredential"), body.get("groupCredential")
+        if not share or not group:
+            self.write_json({"success": False, "error": "Missing shareCredential or groupCredential"},
+                            status=400)
+            return
+        try:
+            await self.save(group, share, None, relays_given=False)
+        except ValueError as exc:
+            self.write_json({"success": False, "error": str(exc)}, status=400)
+            return
+        self.write_json({"success": True, "message": "Share saved successfully"})
+
+
+class UserCredentialsApi(CredentialsApi):
+    """/api/user/credentials: saving works; reading is refused (Igloo never returns credentials)."""
+
+    def get(self) -> None:
+        """Refused on purpose, with the reason."""
+        self.fail(403, NEVER_RETURNED)
+
+    async def post(self) -> None:
+        """``{group_cred?, share_cred?, relays?}`` (Igloo Server's database mode) → ``{success, message}``."""
+        body = self.body()
+        unknown = sorted(k for k in body if k not in ("group_cred", "share_cred", "relays", "group_name"))
+        if unknown:
+            self.fail(400, f"{unknown[0]}: not a credential field (group_cred, share_cred, relays)")
+            return
+        try:
+            await self.save(body.get("group_cred"), body.get("share_cred"), body.get("relays"),
+                            body.get("relays") is not None)
+        except ValueError as exc:
+            self.fail(400, str(exc))
+            return
+        self.write_json({"success": True, "message": "Credentials updated successfully"})
+
+    put = post
+
+    def delete(self) -> None:
+        """Not here: the signer's credentials are cleared with POST /api/env/delete."""
+        self.fail(405, 'Clear the credentials with POST /api/env/delete '
+                       '{"keys": ["GROUP_CRED", "SHARE_CRED"]}')
+
+
+class UserRelaysApi(CredentialsApi):
+    """GET/POST/PUT /api/user/relays: the signer's relays (Igloo runs one signer for every account)."""
+
+    def get(self) -> None:
+        """``{relays}``."""
+        self.write_json({"relays": self.manager.relays()})
+
+    async def post(self) -> None:
+        """``{relays: [...] | null}`` → ``{success, message}``; null means the default relays."""
+        body = self.body()
+        if "relays" not in body:
+            self.fail(400, "Missing required field: relays")
+            return
+        relays = body["relays"]
+        try:
+            await self.save(None, None, relays if relays is not None else [], relays_given=True)
+        except ValueError as exc:
+            self.fail(400, str(exc).replace("RELAYS:", "relays:", 1))
+            return
+        self.write_json({"success": True, "message": "Relays updated successfully"})
+
+    put = post
+
+
+class UserProfileApi(NodeApi):
+    """GET /api/user/profile: the signed-in account."""
+
+    def get(self) -> None:
+        """``{id, username, createdAt, hasCredentials}``; 401 for API-key and Basic callers (as there)."""
+        principal = self.principal
+        if principal is None or principal.user_id is None:
+            self.fail(401, "Database user authentication required: API keys and Basic credentials have no "
+                           "profile")
+            return
+        row = self.db.query_one("SELECT created_at FROM users WHERE id = ?", (principal.user_id,))
+        created = iso_time(float(row["created_at"])) if row is not None else None
+        manager = self.node
+        self.write_json({"id": str(principal.user_id), "username": principal.username, "createdAt": created,
+                         "hasCredentials": bool(manager is not None and manager.has_credentials())})
+
+
+NEVER_RETURNED = (
+    "Igloo never returns credentials or secrets over HTTP (a deliberate difference from Igloo Server): "
+    "GET /api/env tells whether credentials are configured; to move them, use the share you hold"
+)
+
+
+NIP46_HISTORY_MESSAGE = ("Igloo has no NIP-46 history summary: use GET /api/nip46/sessions (each app's "
+                         "permissions) and GET /api/nip46/requests (its recent requests)")
+
+
+class NotHereApi(NodeApi):
+    """An Igloo Server route Igloo does not have: 410 with ``message`` (what to use instead), not a 404."""
+
+    def initialize(self, message: str) -> None:
+        """``message``: the replacement."""
+        self.message = message
+
+    def get(self) -> None:
+        """410 with the message."""
+        self.fail(410, self.message)
+
+    post = put = delete = get
+
+
+class NeverReturnedApi(NodeApi):
+    """Igloo Server routes that reveal secrets (/api/env/admin-secret): refused with the reason."""
+
+    def post(self) -> None:
+        """403 naming the difference."""
+        self.fail(403, NEVER_RETURNED)
+
+    get = post
 
 
 class ApprovalsApi(NodeApi):
@@ -406,6 +664,12 @@ ROUTES: list[tuple[Any, ...]] = [
     (r"/api/recover", RecoverApi),
     (r"/api/recover/validate", RecoverValidateApi),
     (r"/api/env", EnvApi),
+    (r"/api/env/shares", EnvSharesApi),
+    (r"/api/env/admin-secret", NeverReturnedApi),
+    (r"/api/user/profile", UserProfileApi),
+    (r"/api/user/credentials", UserCredentialsApi),
+    (r"/api/user/relays", UserRelaysApi),
+    (r"/api/nip46/history", NotHereApi, {"message": NIP46_HISTORY_MESSAGE}),
     (r"/api/approvals", ApprovalsApi),
     (r"/api/approvals/([A-Za-z0-9-]{1,64})", ApprovalApi),
     (r"/api/demo/start", DemoApi),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import time
 from collections import deque
@@ -96,6 +97,16 @@ def setup_token_path(data_dir: Path) -> Path:
     return data_dir / SETUP_TOKEN_FILE
 
 
+def onboarding_secret(handler: AuthMixin) -> str | None:
+    """ADMIN_SECRET, else the one-time setup token in DATA_DIR (written at start-up), else None."""
+    if handler.config.admin_secret is not None:
+        return handler.config.admin_secret
+    try:
+        return setup_token_path(handler.config.data_dir).read_text().strip() or None
+    except OSError:
+        return None
+
+
 class LoginMixin(BaseHandler):
     """The login steps shared by the HTML form and the JSON endpoint."""
 
@@ -183,13 +194,7 @@ class OnboardingPage(LoginMixin):
 
     def expected_secret(self) -> str | None:
         """ADMIN_SECRET, else the one-time setup token in DATA_DIR (written at start-up), else None."""
-        if self.config.admin_secret is not None:
-            return self.config.admin_secret
-        path = setup_token_path(self.config.data_dir)
-        try:
-            return path.read_text().strip() or None
-        except OSError:
-            return None
+        return onboarding_secret(self)
 
     def render_onboarding(self, error: str | None) -> None:
         """Render onboarding.html; ``needs_secret`` asks the form for ADMIN_SECRET or the setup token.
@@ -245,8 +250,20 @@ class OnboardingPage(LoginMixin):
         self.redirect("/dashboard")
 
 
+NO_SESSION_WARNING = (
+    "No session is created for {what}: send it with every request "
+    "(X-API-Key or Authorization: Bearer for a key, Authorization: Basic for Basic credentials)"
+)
+
+
 class LoginApi(ApiHandler, LoginMixin):
-    """POST /api/auth/login: JSON ``{username, password}`` → ``{success, userId, expiresIn, sessionId}``."""
+    """POST /api/auth/login, Igloo Server's shapes.
+
+    ``{username, password}`` of an account → ``{success, userId, expiresIn, sessionId}`` plus the cookie
+    (``expiresIn`` in milliseconds, as Igloo Server). ``{apiKey}``, or the BASIC_AUTH_USER/PASS pair, is
+    checked like the headers are, but sessions belong to accounts here: the answer is Igloo Server's
+    no-session shape ``{success, userId, warning}``, and the client keeps sending its credential.
+    """
 
     public = True
 
@@ -260,25 +277,71 @@ class LoginApi(ApiHandler, LoginMixin):
         if not self.config.auth_enabled:
             self.write_json({"success": True, "userId": "anonymous", "expiresIn": 0})
             return
-        outcome = await self.attempt_login(body.get("username"), body.get("password"))
+        api_key = body.get("apiKey")
+        if isinstance(api_key, str) and api_key.strip():
+            self.finish_without_session(self.attempt_key_login(api_key.strip()), "an API key")
+            return
+        username, password = body.get("username"), body.get("password")
+        basic = self.basic_login(username, password)
+        if basic is not None:
+            self.finish_without_session(basic, "Basic credentials")
+            return
+        outcome = await self.attempt_login(username, password)
         if outcome.user is None:
-            if outcome.retry_after:
-                self.set_header("Retry-After", str(outcome.retry_after))
-            self.write_json({"success": False, "error": outcome.error}, status=outcome.status)
+            self.write_failure(outcome)
             return
         session_id = self.start_session(outcome.user)
         self.write_json(
             {
                 "success": True,
                 "userId": str(outcome.user.id),
-                "expiresIn": self.config.session_timeout,
+                "expiresIn": self.config.session_timeout * 1000,
                 "sessionId": session_id,
             }
         )
 
+    def write_failure(self, outcome: LoginOutcome) -> None:
+        """``{success: false, error}`` with the outcome's status (and Retry-After when limited)."""
+        if outcome.retry_after:
+            self.set_header("Retry-After", str(outcome.retry_after))
+        self.write_json({"success": False, "error": outcome.error}, status=outcome.status)
+
+    def attempt_key_login(self, token: str) -> LoginOutcome | Principal:
+        """Check an API key the way request headers are checked, under the failed-login limiter."""
+        ip = self.client_ip()
+        wait = self.limiter.retry_after(ip)
+        if wait:
+            return LoginOutcome(None, 429, "Too many login attempts. Please try again later.", wait)
+        principal = self.principal_for_api_key(token)
+        if principal is None:
+            self.limiter.fail(ip)
+            self.events.publish("warn", "Login failed", {"method": "api-key", "address": ip})
+            return LoginOutcome(None, 401, "Invalid credentials")
+        self.limiter.reset(ip)
+        return principal
+
+    def basic_login(self, username: object, password: object) -> Principal | None:
+        """The BASIC_AUTH_USER/BASIC_AUTH_PASS pair given as a login (accepted by Igloo Server too)."""
+        if not isinstance(username, str) or not isinstance(password, str) or not self.config.basic_auth_user:
+            return None
+        if self.limiter.retry_after(self.client_ip()):
+            return None  # the account path below answers 429
+        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        return self.principal_for_basic(f"Basic {token}")
+
+    def finish_without_session(self, result: LoginOutcome | Principal, what: str) -> None:
+        """Answer a credential login: Igloo Server's no-session success, or the failure."""
+        if isinstance(result, LoginOutcome):
+            self.write_failure(result)
+            return
+        self.events.publish("info", "Login accepted without a session",
+                            {"method": result.kind, "address": self.client_ip()})
+        self.write_json({"success": True, "userId": result.username,
+                         "warning": NO_SESSION_WARNING.format(what=what)})
+
 
 class LogoutApi(ApiHandler):
-    """POST /api/auth/logout: end the session (cookie users send X-XSRFToken)."""
+    """POST (or GET, as Igloo Server) /api/auth/logout: end the session (cookie POSTs send X-XSRFToken)."""
 
     public = True
 
@@ -288,24 +351,101 @@ class LogoutApi(ApiHandler):
         self.end_session(self.principal)
         self.write_json({"success": True})
 
+    def get(self) -> None:
+        """Igloo Server answers logout on any method. A GET carries the SameSite=Strict cookie only from this
+        site's own pages, so another site cannot log a user out with it."""
+        self.post()
+
 
 class AuthStatusApi(ApiHandler):
-    """GET /api/auth/status: ``{authenticated, authEnabled, username?, expiresIn?}``."""
+    """GET /api/auth/status: Igloo Server's ``{enabled, methods, rateLimiting, sessionTimeout}`` and Igloo's
+    ``{authenticated, authEnabled, username?, expiresIn?}`` (``expiresIn``: milliseconds left)."""
 
     public = True
 
     def get(self) -> None:
-        """Report who the caller is."""
+        """Report the authentication setup and who the caller is."""
         principal: Principal | None = self.principal
+        config = self.config
         body: dict[str, object] = {
+            "enabled": config.auth_enabled,
+            "methods": self.auth_methods(),
+            "rateLimiting": config.rate_limit_enabled,
+            "sessionTimeout": config.session_timeout,
             "authenticated": principal is not None,
-            "authEnabled": self.config.auth_enabled,
+            "authEnabled": config.auth_enabled,
         }
         if principal is not None:
             body["username"] = principal.username
             if principal.expires_at is not None:
-                body["expiresIn"] = max(0, int(principal.expires_at - self.sessions.clock()))
+                body["expiresIn"] = max(0, int((principal.expires_at - self.sessions.clock()) * 1000))
         self.write_json(body)
+
+
+ONBOARDING_REFUSED = {"error": "Authentication failed"}  # Igloo Server's uniform answer
+
+
+class OnboardingStatusApi(ApiHandler):
+    """GET /api/onboarding/status (Igloo Server's shape)."""
+
+    public = True
+
+    def get(self) -> None:
+        """``{initialized, hasAdminSecret, headlessMode, skipAdminValidation}``; the setup token counts as
+        the admin secret (it is what /onboarding asks for when ADMIN_SECRET is not set)."""
+        self.write_json({
+            "initialized": self.users.count() > 0,
+            "hasAdminSecret": onboarding_secret(self) is not None,
+            "headlessMode": False,
+            "skipAdminValidation": False,
+        })
+
+
+class OnboardingSecretApi(ApiHandler, LoginMixin):
+    """POST /api/onboarding/validate-admin and /api/onboarding/setup with ``Authorization: Bearer <secret>``
+    (ADMIN_SECRET or the setup token), as on Igloo Server: check the secret, and for setup create the first
+    account ``{username, password}`` (no session: log in afterwards)."""
+
+    public = True
+
+    def initialize(self, mode: str) -> None:
+        """``mode``: ``validate`` or ``setup``."""
+        self.mode = mode
+
+    async def post(self) -> None:
+        """Check the bearer secret (rate-limited, constant time), then validate or create the account."""
+        ip = self.client_ip()
+        wait = self.limiter.retry_after(ip)
+        if wait:
+            self.set_header("Retry-After", str(wait))
+            self.write_json({"error": "Too many attempts. Please try again later."}, status=429)
+            return
+        expected = onboarding_secret(self)
+        header = self.request.headers.get("Authorization", "")
+        given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        if self.users.count() > 0 or expected is None or not constant_time_equal(given, expected):
+            self.limiter.fail(ip)
+            self.write_json({**ONBOARDING_REFUSED, "authMethods": ["bearer"]}, status=401)
+            return
+        if self.mode == "validate":
+            self.write_json({"success": True, "message": "Admin secret validated"})
+            return
+        body = self.read_json()
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            self.write_json({"error": "invalid_input", "message": "Username and password must be strings"},
+                            status=400)
+            return
+        try:
+            user = await self.users.create(username.strip(), password, only_if_first=True)
+        except UserError as exc:
+            status = 409 if "taken" in str(exc) or "already exists" in str(exc) else 400
+            self.write_json({"error": "invalid_input", "message": str(exc)}, status=status)
+            return
+        self.limiter.reset(ip)
+        setup_token_path(self.config.data_dir).unlink(missing_ok=True)  # one use only
+        self.events.publish("info", "Administrator account created", {"username": user.username})
+        self.write_json({"success": True, "message": "Setup complete"})
 
 
 ROUTES: list[tuple[Any, ...]] = [
@@ -315,4 +455,7 @@ ROUTES: list[tuple[Any, ...]] = [
     (r"/api/auth/login", LoginApi),
     (r"/api/auth/logout", LogoutApi),
     (r"/api/auth/status", AuthStatusApi),
+    (r"/api/onboarding/status", OnboardingStatusApi),
+    (r"/api/onboarding/validate-admin", OnboardingSecretApi, {"mode": "validate"}),
+    (r"/api/onboarding/setup", OnboardingSecretApi, {"mode": "setup"}),
 ]

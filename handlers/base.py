@@ -27,6 +27,8 @@ log = logging.getLogger("igloo.http")
 
 SESSION_COOKIE = "igloo_session"
 CREDENTIAL_HEADERS = ("X-API-Key", "Authorization", "X-Session-ID")
+# Principals proven by a header a cross-site form cannot send (they need no XSRF token or JSON Content-Type).
+HEADER_CREDENTIAL_KINDS = frozenset({"api-key", "basic"})
 
 # Igloo's version, looked up once here: pages, /api/status and the start-up log use it, and so should any
 # other place that shows it.
@@ -197,6 +199,15 @@ class AuthMixin(tornado.web.RequestHandler):
             return self.principal_for_basic(authorization)
         return None
 
+    def auth_methods(self) -> list[str]:
+        """Igloo Server's ``methods``/``authMethods`` list: what a client can authenticate with here."""
+        config = self.config
+        methods = ["api-key"] if config.api_key else []
+        if config.basic_auth_user and config.basic_auth_pass:
+            methods.append("basic-auth")
+        methods.append("session")
+        return methods
+
     def has_header_credentials(self) -> bool:
         """True when the request carries a credential header a cross-site form could not send."""
         return any(name in self.request.headers for name in CREDENTIAL_HEADERS)
@@ -225,7 +236,7 @@ class AuthMixin(tornado.web.RequestHandler):
         self.clear_session_cookie()
 
     def client_ip(self) -> str:
-        """The client address (X-Forwarded-For / X-Real-Ip honoured only with TRUST_PROXY=true)."""
+        """The client address (behind a trusted proxy, the one it appended: see handlers/proxy.py)."""
         return str(self.request.remote_ip or "unknown")
 
     # --- logging without secrets -----------------------------------------------------------------
@@ -319,11 +330,16 @@ class ApiHandler(AuthMixin):
         """Authenticate; refuse with 401 JSON when required and missing."""
         self.current_user = self.authenticate_headers()
         if self.current_user is None and not self.public:
-            self.write_json({"error": "Authentication required"}, status=401)
+            body = {"error": "Authentication required", "authMethods": self.auth_methods()}
+            self.write_json(body, status=401)
 
     def check_xsrf_cookie(self) -> None:
-        """Header credentials (API key, bearer, basic, session header) need no XSRF token."""
+        """Header credentials (API key, bearer, basic, session header) need no XSRF token, and neither does a
+        request without the session cookie while auth is on: it has nothing to forge, and ``prepare`` answers
+        401 (Igloo Server's AUTH_REQUIRED) instead of a 403."""
         if self.has_header_credentials():
+            return
+        if self.config.auth_enabled and self.get_cookie(SESSION_COOKIE) is None:
             return
         super().check_xsrf_cookie()
 
@@ -335,9 +351,17 @@ class ApiHandler(AuthMixin):
         self.finish(json.dumps(body, separators=(",", ":")))
 
     def read_json(self) -> dict[str, Any]:
-        """Parse a JSON object body (415 unless Content-Type is application/json, 400 if malformed)."""
+        """Parse a JSON object body (400 if malformed).
+
+        Cookie and anonymous clients must send ``Content-Type: application/json`` (else 415): a cross-site
+        form cannot, which keeps their writes safe. A client that authenticated with an API key or Basic
+        credentials, headers no cross-site form can send, may leave it out, as on Igloo Server
+        (``curl -d '{...}'``).
+        """
         content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
+        principal = self.principal
+        header_client = principal is not None and principal.kind in HEADER_CREDENTIAL_KINDS
+        if content_type != "application/json" and not header_client:
             raise tornado.web.HTTPError(415, reason="Content-Type must be application/json")
         try:
             body = json.loads(self.request.body or b"")
@@ -360,5 +384,4 @@ class ApiHandler(AuthMixin):
             message = f"Storage unavailable: {reason}"
         elif status_code >= 500:
             message = "Internal server error"
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps({"error": message}))
+        self.write_json({"error": message}, status=self.get_status())  # subclasses may add fields

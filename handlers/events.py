@@ -27,19 +27,21 @@ from handlers.event_frames import (
     websocket_text_frame,
 )
 from handlers.event_hub import EventHub
+from handlers.proxy import origin_allowed, public_host
 from handlers.ws_direct import DirectSender
 from node import TokenBucket
 from store.events import StoredEvent
 
 log = logging.getLogger("igloo.events")
 
-RECENT_ON_CONNECT = 100  # events a client connecting without ?since= receives before live ones
+MAX_HISTORY = 1000  # most stored events ?history=N asks for (the ring holds EVENT_BUFFER_SIZE at most)
 MAX_CLIENT_FRAME = 4096
 # The kernel's send buffer per event socket (Linux doubles it). Left to autotuning it grows to megabytes for
 # a client that stops reading, memory WS_MAX_BUFFER does not count and that delays the 1013 close by minutes;
 # 64 KiB still carries thousands of events per second to a client 100 ms away.
 SOCKET_SEND_BUFFER = 64 * 1024
-CREDENTIAL_PROTOCOLS = ("apikey.", "bearer.", "session.")
+CREDENTIAL_PROTOCOLS = ("apikey.", "api-key.", "bearer.", "session.")
+MAX_SUBPROTOCOL = 1024  # a token the handshake may echo (an API key or session id fits easily)
 
 
 class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
@@ -111,6 +113,7 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
 
     def _legacy_upgrade_required(self) -> None:
         scheme = "wss" if self.request.protocol == "https" else "ws"
+        host = public_host(self.request, self.config.trust_proxy)
         self.set_status(426)
         self.set_header("Upgrade", "websocket")
         self.set_header("Connection", "Upgrade")
@@ -119,7 +122,7 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
             json.dumps(
                 {
                     "error": "Event streaming has been migrated to WebSocket",
-                    "message": f"Please connect using WebSocket to {scheme}://{self.request.host}/api/events",
+                    "message": f"Please connect using WebSocket to {scheme}://{host}/api/events",
                     "upgrade": "websocket",
                     "endpoint": "/api/events",
                 }
@@ -135,7 +138,7 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         for proto in self._offered_protocols():
             kind, _, token = proto.partition(".")
             kind = kind.lower()
-            if kind in {"apikey", "bearer"}:
+            if kind in {"apikey", "api-key", "bearer"}:
                 found = self.principal_for_api_key(token)
             elif kind == "session":
                 found = self.principal_for_session(token)
@@ -151,28 +154,25 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         return self.principal_for_session(self.get_query_argument("sessionId", None))
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        """Pick a plain protocol the client offered; never one that carries a credential."""
-        for proto in subprotocols:
-            if not proto.lower().startswith(CREDENTIAL_PROTOCOLS) and len(proto) <= 64:
+        """The protocol to answer with: a plain one the client offered, else its credential hint.
+
+        A credential hint is echoed only when nothing else was offered: a browser aborts the handshake when
+        it offered protocols and the server selects none (Igloo Server selects the first offered).
+        """
+        usable = [proto for proto in subprotocols if len(proto) <= MAX_SUBPROTOCOL]
+        for proto in usable:
+            if not proto.lower().startswith(CREDENTIAL_PROTOCOLS):
                 return proto
-        return None
+        return usable[0] if usable else None
 
     def check_origin(self, origin: str) -> bool:
         """Origin is checked in ``get`` and enforced with a 1008 close after the upgrade."""
         return True
 
     def _origin_allowed(self) -> bool:
-        origin = self.request.headers.get("Origin")
-        if origin is None:
-            return True  # not a browser
-        allowed = self.config.allowed_origins
-        if "*" in allowed:
-            return True
-        normalized = origin.strip().lower().rstrip("/")
-        if normalized in allowed:
-            return True
-        netloc = normalized.split("://", 1)[-1]
-        return netloc == self.request.host.lower()
+        config = self.config
+        return origin_allowed(self.request.headers.get("Origin"), self.request, config.trust_proxy,
+                              config.allowed_origins)
 
     def get_compression_options(self) -> dict[str, Any] | None:
         """permessage-deflate only when WS_COMPRESSION=true (compressed sockets cost one deflate each)."""
@@ -193,20 +193,23 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         hub = self.event_hub
         hub.make_durable()  # the replay below may include events queued this turn: store them first
         self.sent_upto = hub.last_seq
-        since = self._since_argument()
+        since = self._count_argument("since")
         self.send_own(frame_body("system", "Connected to event stream", {"lastSeq": hub.last_seq}))
-        if since is None:
-            recent = hub.ring.recent(RECENT_ON_CONNECT)
+        if since is not None:
+            self._replay_on_open(since)
+        else:
+            # Live events only, as on Igloo Server; ?history=N asks for the last N stored events first.
+            history = min(self._count_argument("history") or 0, MAX_HISTORY)
+            recent = hub.ring.recent(history) if history else []
             self._floor = recent[0].seq - 1 if recent else hub.last_seq
             self._send_stored(recent)
-        else:
-            self._replay_on_open(since)
         EventStreamHandler.open_sockets.add(self)
         hub.connection_count += 1
 
-    def _since_argument(self) -> int | None:
-        raw = self.get_query_argument("since", None)
-        if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # int() refuses "²"
+    def _count_argument(self, name: str) -> int | None:
+        """A non-negative integer query argument, or None when absent or not plain ASCII digits."""
+        raw = self.get_query_argument(name, None)
+        if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # int() accepts "²"
             return None
         return int(raw)
 

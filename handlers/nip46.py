@@ -219,6 +219,12 @@ class SessionsApi(Nip46Api):
         relays = bunker.bunker_relays()
         self.write_json({"sessions": [s.to_json(relays) for s in bunker.sessions()]})
 
+    def post(self) -> None:
+        """Igloo Server's session upsert is not offered here: a session comes from pairing."""
+        self.fail(405, "NIP-46 sessions are created by pairing, not by POST: give the app a bunker:// "
+                       "link (POST /api/nip46/bunker) or answer its nostrconnect:// link "
+                       "(POST /api/nip46/connect)")
+
 
 class SessionPolicyApi(Nip46Api):
     """PUT /api/nip46/sessions/{pubkey}/policy ``{methods?, kinds?}`` (true/false/"allow"/"ask"/"deny")."""

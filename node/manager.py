@@ -187,6 +187,17 @@ class NodeManager:
             return True
         return bool(self._store is not None and self._store.exists())
 
+    def current_credentials(self) -> tuple[str, str] | None:
+        """``(group, share)`` the node starts from: the environment's, else the stored ones, else None.
+
+        For partial updates (a new share for the same group); the caller must never return them.
+        """
+        group_cred, share_cred = self._env
+        if group_cred and share_cred:
+            return group_cred, share_cred
+        stored = self._store.load() if self._store is not None and self._store.exists() else None
+        return (stored.group_cred, stored.share_cred) if stored is not None else None
+
     def relays(self) -> list[str]:
         """The relays the node uses (or would use when it starts)."""
         if self.service is not None:

@@ -166,9 +166,10 @@ class NodeService:
         with contextlib.suppress(Exception):
             self._emit_raw(type_, message, safe_data(data))
 
-    def _emit_peer(self, kind: str, pubkey: str, success: bool) -> None:
+    def _emit_peer(self, kind: str, pubkey: str, success: bool, event_type: str) -> None:
+        # eventType (Igloo Server's field): the message tag behind the change, or "timeout" for silence.
         status = self.peer_table.status_json(pubkey)
-        self.emit(kind, "", {"pubkey": pubkey, "status": status, "success": success})
+        self.emit(kind, "", {"pubkey": pubkey, "status": status, "success": success, "eventType": event_type})
 
     # -------------------------------------------------------------- lifecycle
     @property
@@ -360,18 +361,18 @@ class NodeService:
         accepted = await self._pool.publish(event, timeout=self.options.sign_timeout)
         return bool(accepted)
 
-    def _seen(self, pubkey: str, latency_ms: float | None = None) -> None:
+    def _seen(self, pubkey: str, tag: str, latency_ms: float | None = None) -> None:
         became_online = self.peer_table.mark_seen(pubkey, latency_ms)
         if became_online or latency_ms is not None:
-            self._emit_peer("peer-status-internal", pubkey, True)
+            self._emit_peer("peer-status-internal", pubkey, True, tag)
 
     async def _on_ping(self, inbound: Inbound) -> None:
-        self._seen(inbound.sender)
+        self._seen(inbound.sender, inbound.tag)
         self.emit("bifrost", "Ping request", {"from": inbound.sender, "id": inbound.id})
         await self._reply(inbound, protocol.PING_RES, protocol.policy_json(self.policies.get(inbound.sender)))
 
     async def _on_echo(self, inbound: Inbound) -> None:
-        self._seen(inbound.sender)
+        self._seen(inbound.sender, inbound.tag)
         ok = await self._reply(
             inbound, protocol.ECHO_RES, protocol.policy_json(self.policies.get(inbound.sender))
         )
@@ -402,7 +403,7 @@ class NodeService:
             raise Rejection(f"budget exhausted: {limit} per {window}s for this peer")
 
     async def _on_sign(self, inbound: Inbound) -> None:
-        self._seen(inbound.sender)
+        self._seen(inbound.sender, inbound.tag)
         base = {"from": inbound.sender, "id": inbound.id}
         self.emit("sign", "Signature request received", base)
         try:
@@ -427,7 +428,7 @@ class NodeService:
             self.emit("warn", "Signature response could not be published", base)
 
     async def _on_ecdh(self, inbound: Inbound) -> None:
-        self._seen(inbound.sender)
+        self._seen(inbound.sender, inbound.tag)
         base = {"from": inbound.sender, "id": inbound.id}
         self.emit("ecdh", "ECDH request received", base)
         try:
@@ -482,22 +483,22 @@ class NodeService:
         answer = answers.get(pubkey)
         if answer is None:
             was_online = self.peer_table.mark_failed(pubkey, ping=True)
-            self._emit_peer("peer-ping-internal", pubkey, False)
+            self._emit_peer("peer-ping-internal", pubkey, False, "timeout")
             if was_online:
-                self._emit_peer("peer-status-internal", pubkey, False)
+                self._emit_peer("peer-status-internal", pubkey, False, "timeout")
             raise NodeTimeout("ping timed out")
         try:
             policy = protocol.parse_policy(answer.data)
         except ValueError as exc:
             self.peer_table.mark_failed(pubkey, ping=True)
-            self._emit_peer("peer-ping-internal", pubkey, False)
+            self._emit_peer("peer-ping-internal", pubkey, False, answer.tag)
             raise PeerResponseError(str(exc)) from exc
         self.peer_table.mark_seen(pubkey, latency)
         if policy.recv:
             self._refused_by.discard(pubkey)
         else:
             self._refused_by.add(pubkey)
-        self._emit_peer("peer-ping-internal", pubkey, True)
+        self._emit_peer("peer-ping-internal", pubkey, True, answer.tag)
         return policy, latency
 
     async def ping_all(self, timeout: float | None = None) -> list[dict[str, Any]]:
@@ -545,9 +546,9 @@ class NodeService:
         silent = {p for p in chosen if p not in answers}
         for peer in silent:
             if self.peer_table.mark_failed(peer):
-                self._emit_peer("peer-status-internal", peer, False)
-        for peer in answers:
-            self._seen(peer)
+                self._emit_peer("peer-status-internal", peer, False, "timeout")
+        for peer, answer in answers.items():
+            self._seen(peer, answer.tag)
         return silent
 
     async def _cosign(self, round_: _Round, timeout: float | None,

@@ -5,9 +5,10 @@ All access happens on the IOLoop thread (queries are short); bcrypt, the slow pa
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,18 @@ class Database:
         """Run one statement (auto-committed)."""
         with self._lock:
             return self._conn.execute(sql, params)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything the stores write inside the block commits together, or not at all (BEGIN IMMEDIATE)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
 
     def executemany_in_transaction(self, steps: Iterable[tuple[str, Sequence[Any]]]) -> None:
         """Run several statements in one transaction."""

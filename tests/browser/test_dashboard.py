@@ -124,6 +124,17 @@ def test_login_form_then_live_events_newest_first(open_tab: Any, igloo: IglooPro
     expect(page.locator("[data-log-count]")).to_contain_text("events")
 
 
+def test_the_page_asks_for_its_history_explicitly(open_tab: Any, igloo: IglooProcess) -> None:
+    """The server sends a client that names no position only live events (as Igloo Server did); the
+    dashboard names one, so events from before the page opened are in its log."""
+    earlier = [igloo.publish_event(message=f"before the page {n}") for n in range(3)]
+    tab = open_tab()
+    tab.wait_live()
+    assert re.search(r"/api/events\?(since|history)=\d+$", tab.sockets[0]), tab.sockets[0]
+    for seq in earlier:
+        tab.wait_row(seq)
+
+
 def test_restart_reconnects_resumes_and_never_duplicates(open_tab: Any, igloo: IglooProcess) -> None:
     tab = open_tab(config={"baseDelay": 200, "maxDelay": 800})
     page = tab.page

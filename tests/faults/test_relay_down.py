@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
 
 def connected(status: dict[str, Any]) -> bool:
-    return bool(status.get("relays")) and all(r.get("connected") for r in status["relays"])
+    return bool(status.get("relayDetails")) and all(r.get("connected") for r in status["relayDetails"])
 
 
 async def test_relay_killed_mid_sign(tmp_path: Path, keyset: dict[str, Any]) -> None:
@@ -58,7 +58,7 @@ async def test_relay_killed_mid_sign(tmp_path: Path, keyset: dict[str, Any]) -> 
         revived = ServerProc(r_dir, port=relay.port, env={"IGLOO_DEMO": "false", "RELAY_WRITE": "all"})
         await revived.start()
         status = await a.wait_status(connected, 15)
-        assert status["relays"][0]["reconnects"] >= 1
+        assert status["relayDetails"][0]["reconnects"] >= 1
         await b.wait_status(connected, 15)
         message = secrets.token_hex(32)
         code, body, took = await timed_sign(a, message)

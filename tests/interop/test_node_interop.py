@@ -258,7 +258,8 @@ def test_our_server_and_a_js_node_over_the_js_relay(js_ready: str, tmp_path: Pat
         async with JsRelay() as relay:
             async with IglooServer(keys.bfgroup, keys.bfshares[0], tmp_path, relays=[relay.url]) as igloo:
                 status, env = await igloo.get("/api/status")
-                assert [r["url"] for r in env["relays"]] == [relay.url] and env["connectedRelays"] == 1
+                assert env["relays"] == [relay.url] and env["connectedRelays"] == 1
+                assert [r["url"] for r in env["relayDetails"]] == [relay.url]
                 async with JsNode(keys.bfgroup, keys.bfshares[1], [relay.url]) as js:
                     pong = await js.command("ping", pubkey=ours)
                     assert pong["ok"] and pong["data"] == {"send": True, "recv": True}, pong

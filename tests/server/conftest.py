@@ -113,7 +113,7 @@ def start_igloo(env: dict[str, str], sock: socket.socket | None = None, clock: C
     config = Settings.from_env(env)
     db, hub = open_state(config, clock=clock)
     app = build_application(config, db, hub, bcrypt_rounds=4)
-    server = tornado.httpserver.HTTPServer(app, xheaders=config.trust_proxy)
+    server = tornado.httpserver.HTTPServer(app, xheaders=False)
     if sock is None:
         sock, port = tornado.testing.bind_unused_port()
     else:

@@ -106,16 +106,18 @@ async def test_api_login_cookie_and_status(igloo: Igloo) -> None:
     resp = await igloo.fetch("/api/auth/login", method="POST", headers={"Content-Type": "application/json"},
                              body=json.dumps({"username": "alice", "password": PASSWORD}))
     body = json.loads(resp.body)
-    assert resp.code == 200 and body["success"] is True and body["expiresIn"] == 3600 and body["userId"]
+    # expiresIn in milliseconds, as Igloo Server
+    assert resp.code == 200 and body["success"] is True and body["expiresIn"] == 3_600_000 and body["userId"]
     set_cookie = resp.headers["Set-Cookie"]
     assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie and "Secure" not in set_cookie
     assert body["sessionId"] not in set_cookie  # the cookie is signed, not the bare id
     cookie = set_cookie.split(";", 1)[0]
     status = json.loads((await igloo.fetch("/api/auth/status", headers={"Cookie": cookie})).body)
     assert status["authenticated"] is True and status["username"] == "alice"
-    assert status["authEnabled"] is True and 3598 <= status["expiresIn"] <= 3600
+    assert status["authEnabled"] is True and 3_598_000 <= status["expiresIn"] <= 3_600_000
     anon = json.loads((await igloo.fetch("/api/auth/status")).body)
-    assert anon == {"authenticated": False, "authEnabled": True}
+    assert anon == {"authenticated": False, "authEnabled": True, "enabled": True,
+                    "methods": ["api-key", "session"], "rateLimiting": True, "sessionTimeout": 3600}
 
 
 async def test_api_login_failures(igloo: Igloo) -> None:
@@ -211,7 +213,7 @@ async def test_session_expires_when_idle(io_loop: object, tmp_path: Path) -> Non
 
         async def expires_in() -> int:
             status = await igloo.fetch("/api/auth/status", headers={"Cookie": cookie})
-            return int(json.loads(status.body).get("expiresIn", -1))
+            return int(json.loads(status.body).get("expiresIn", -1000) // 1000)
 
         assert await events_code() == 426
         clock.advance(3000)

@@ -56,12 +56,16 @@ async def test_ws_auth_methods(igloo: Igloo) -> None:
     await expect_refused(igloo, 401, "?sessionId=not-a-session")
 
 
-async def test_credential_subprotocol_never_echoed(igloo: Igloo) -> None:
-    ws = await igloo.ws(subprotocols=["igloo.v1", f"apikey.{API_KEY}"])
+async def test_credential_subprotocol_echoed_only_when_alone(igloo: Igloo) -> None:
+    # A plain protocol offered beside the credential is selected; the credential is never echoed then.
+    ws = await igloo.ws(subprotocols=[f"apikey.{API_KEY}", "igloo.v1"])
     assert ws.selected_subprotocol == "igloo.v1"
     ws.close()
+    # Offered alone, the credential is selected (as Igloo Server does): a browser aborts a handshake that
+    # selects none of the protocols it offered.
     ws = await igloo.ws(subprotocols=[f"apikey.{API_KEY}"])
-    assert ws.selected_subprotocol is None
+    assert ws.selected_subprotocol == f"apikey.{API_KEY}"
+    assert (await read_frame(ws))["message"] == "Connected to event stream"  # type: ignore[index]
     ws.close()
 
 
@@ -188,7 +192,7 @@ async def test_logout_closes_sockets_4401(igloo: Igloo) -> None:
     igloo.add_user()
     cookie, session_id = await igloo.login()
     ws = await igloo.ws(headers={"Cookie": cookie})
-    other = await igloo.ws_key()
+    other = await igloo.ws_key("?history=10")
     await read_frame(ws)
     await read_frame(other)
     resp = await igloo.fetch("/api/auth/logout", method="POST", body=b"",

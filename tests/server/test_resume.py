@@ -41,14 +41,35 @@ async def test_since_replays_missed_then_live(igloo: Igloo) -> None:
     back.close()
 
 
-async def test_fresh_client_gets_recent_events(igloo: Igloo) -> None:
+async def test_fresh_client_gets_live_events_only(igloo: Igloo) -> None:
+    # As on Igloo Server: a client that names no position gets what happens from now on, not old events
+    # it might take for new ones.
     for n in range(130):
         igloo.hub.publish("info", f"boot{n}")
     ws = await igloo.ws_key()
+    greeting = await read_frame(ws)
+    assert greeting["data"] == {"lastSeq": 130}  # type: ignore[index]
+    await assert_quiet(ws)
+    igloo.hub.publish("info", "live")
+    assert await read_seqs(ws, 1) == [131]
+    ws.close()
+
+
+async def test_history_is_asked_for_explicitly(igloo: Igloo) -> None:
+    for n in range(130):
+        igloo.hub.publish("info", f"boot{n}")
+    ws = await igloo.ws_key("?history=100")
     await read_frame(ws)
     assert await read_seqs(ws, 100) == list(range(31, 131))
     await assert_quiet(ws)
+    igloo.hub.publish("info", "live")
+    assert await read_seqs(ws, 1) == [131]
     ws.close()
+    for bad in ("?history=-1", "?history=x", "?history=²"):  # ignored: live only
+        other = await igloo.ws_key(bad)
+        await read_frame(other)
+        await assert_quiet(other)
+        other.close()
 
 
 @pytest.mark.parametrize("overrides", [{"EVENT_BUFFER_SIZE": "5"}])
