@@ -37,6 +37,7 @@ from handlers.keys import recovery_limiter
 from handlers.throttle import Throttles
 from node import Clock, NodeManager, NodeOptions, keytools, nip46, validate
 from relay import RelayLimits, RelayState, WritePolicy
+from store.activity import ActivityStore
 from store.apikeys import ApiKeyStore
 from store.credentials import CredentialStore
 from store.db import Database
@@ -44,6 +45,7 @@ from store.events import EventRing
 from store.keyset import KeysetNameStore
 from store.nip46 import Nip46Store
 from store.policies import SqliteBudgetLedger, SqlitePolicyStore
+from store.relays import RelayListStore
 from store.sessions import SessionStore
 from store.users import ADMIN, BCRYPT_ROUNDS, ROLES, UserError, UserStore
 from tools import import_igloo_server
@@ -234,6 +236,10 @@ def build_node(config: Settings, db: Database, hub: EventHub) -> NodeManager:
         budget_ledger=SqliteBudgetLedger(db, keep=config.sign_budget_window),
         demo_enabled=config.demo_enabled,
         peer_policies=config.peer_policies,
+        relay_store=RelayListStore(db),
+        relays_from_env=bool(config.relays),
+        exposed=not config.is_loopback,
+        activity=ActivityStore(db),
     )
 
 

@@ -102,6 +102,15 @@ class NodeApi(ApiHandler):
         """Map a node failure to its status code."""
         self.fail(node_error_status(exc), str(exc) or type(exc).__name__)
 
+    def require_change_rights(self) -> None:
+        """The one gate in front of every write to the signer's relays and peer policies (the dashboard's
+        relay editor, policy toggles and reset, ``PUT/DELETE /api/relays``, ``POST /api/env {RELAYS}``).
+
+        Only administrators change them (403 otherwise): the route's ``access`` cannot say so where the same
+        method also serves users (a relays-only ``POST /api/env`` next to credentials, policy reads).
+        """
+        self.require_admin()
+
 
 # Igloo Server's error codes on /api/sign (src/routes/sign.ts), by status.
 SIGN_ERROR_CODES = {
@@ -211,6 +220,7 @@ class PeerPolicyApi(NodeApi):
 
     def put(self, raw: str) -> None:
         """Body ``{allowSend?, allowReceive?}`` (at least one boolean)."""
+        self.require_change_rights()
         service, pubkey = self._peer(raw)
         body = self.body()
         send, recv = body.get("allowSend"), body.get("allowReceive")
@@ -230,6 +240,7 @@ class PeerPolicyApi(NodeApi):
 
     def delete(self, raw: str) -> None:
         """Back to the default policy; 404 when none was set."""
+        self.require_change_rights()
         service, pubkey = self._peer(raw)
         if not service.policies.remove(pubkey):
             self.fail(404, "Policy not found")
@@ -476,6 +487,7 @@ class CredentialsApi(NodeApi):
         if group is None and share is None:
             if relays is None:
                 raise ValueError("GROUP_CRED: required (with SHARE_CRED), or RELAYS")
+            self.require_change_rights()
             await manager.update_relays(relays)
             return
         if group is None or share is None:
@@ -530,7 +542,8 @@ class EnvApi(CredentialsApi):
 
     async def post(self) -> None:
         """Validate, store encrypted, restart the node. Any subset of the writable keys (partial update);
-        other keys Igloo Server took are listed in ``rejectedKeys`` with ``rejectedReasons``."""
+        other keys Igloo Server took are listed in ``rejectedKeys`` with ``rejectedReasons``. ``RELAYS`` alone
+        moves the running node to them live."""
         body = self.body()
         given = [key for key in ENV_WRITABLE if key in body and body[key] is not None]
         rejected = sorted(k for k in body if k not in ENV_WRITABLE)

@@ -7,6 +7,7 @@ from typing import Any
 import tornado.web
 
 from handlers.base import BaseHandler
+from handlers.dashboard import dashboard_cards
 from handlers.keys import keyset_name, keyset_names
 from handlers.roles import ADMIN, PUBLIC
 from handlers.status import build_status
@@ -23,7 +24,7 @@ class DashboardPage(BaseHandler):
         if not self.require_page_auth():
             return
         self.render_page("dashboard.html", status=build_status(self), peers_url="/api/peers",
-                         keyset_name=keyset_name(self))
+                         keyset_name=keyset_name(self), **dashboard_cards(self))
 
 
 class ConfigurePage(BaseHandler):

@@ -9,6 +9,7 @@ from handlers import (
     admin,
     api,
     auth,
+    dashboard,
     docs,
     events,
     key_pages,
@@ -16,6 +17,7 @@ from handlers import (
     nip46,
     pages,
     relay,
+    relays,
     status,
 )
 
@@ -30,6 +32,8 @@ ROUTES: list[tuple[Any, ...]] = [
     *keys.ROUTES,
     *admin.ROUTES,
     *docs.ROUTES,
+    *relays.ROUTES,
+    *dashboard.ROUTES,
     *nip46.ROUTES,
     *relay.ROUTES,
 ]

@@ -47,6 +47,9 @@ class Pool(Protocol):
     async def publish(self, event: Event, timeout: float = 5.0) -> list[str]: ...
     def status(self) -> list[dict[str, Any]]: ...
     async def close(self) -> None: ...
+    async def set_urls(
+        self, urls: list[str], *, settle_timeout: float = 5.0, drain_timeout: float = 5.0
+    ) -> tuple[list[str], list[str]]: ...
 
 
 PoolFactory = Callable[..., Pool]
@@ -108,6 +111,7 @@ class NodeOptions:
 
 
 SUB_ID = "igloo-node"
+RELAY_SETTLE_MAX = 5.0  # seconds a relay change waits for new relays to subscribe before dropping the old
 
 
 class NodeService:
@@ -191,6 +195,7 @@ class NodeService:
         self._pool = self._pool_factory(
             self.relays, on_event=self._on_event, on_state=self._on_state, on_eose=self._on_eose,
             on_closed=self._on_closed,
+            on_rtt=self._on_rtt, rtt_interval=self.options.ping_interval,
         )
         since = int(self.started_at) - self.options.since_skew
         self._pool.subscribe(SUB_ID, [protocol.subscription_filter(self.pubkey, self.peers, since)])
@@ -227,11 +232,43 @@ class NodeService:
         """The pool's per-relay status."""
         return self._pool.status() if self._pool is not None else []
 
+    async def set_relays(self, relays: list[str]) -> tuple[list[str], list[str]]:
+        """Move to ``relays`` without a restart; returns ``(added, removed)``.
+
+        The pool connects and subscribes on the new relays before it lets the removed ones go (waiting at
+        most ``sign_timeout``, and never more than ``RELAY_SETTLE_MAX`` seconds, for a new relay that does not
+        answer), so requests in flight keep waiting for their answers and get them from whichever relay
+        carries them. ``ValueError`` for an empty list.
+        """
+        wanted = list(dict.fromkeys(relays))
+        if not wanted:
+            raise ValueError("relays: at least one relay is needed")
+        if self._pool is None or not self.active:
+            self.relays = wanted
+            return [], []
+        settle = min(self.options.sign_timeout, RELAY_SETTLE_MAX)
+        drain = self.options.sign_timeout
+        added, removed = await self._pool.set_urls(wanted, settle_timeout=settle, drain_timeout=drain)
+        self.relays = wanted
+        if added or removed:
+            self.emit("info", "Relays changed", {"relays": wanted, "added": added, "removed": removed})
+        return added, removed
+
+    def _relay_entry(self, url: str) -> dict[str, Any]:
+        for entry in self.relay_status():
+            if entry.get("url") == url:
+                return entry
+        return {"url": url}
+
     def _on_state(self, url: str, state: str) -> None:
+        data = {**self._relay_entry(url), "url": url, "state": state}
         if state == "connected":
-            self.emit("bifrost", f"Relay connected: {url}", {"url": url, "state": state})
+            self.emit("bifrost", f"Relay connected: {url}", data)
         elif state in ("disconnected", "error", "closed"):
-            self.emit("warn", f"Relay disconnected: {url}", {"url": url, "state": state})
+            self.emit("warn", f"Relay disconnected: {url}", data)
+
+    def _on_rtt(self, url: str, rtt: float | None) -> None:
+        self.emit("relay-status-internal", "", {**self._relay_entry(url), "url": url, "rtt": rtt})
 
     def _on_eose(self, sub_id: str, url: str) -> None:
         if sub_id == SUB_ID and not self.ready:
@@ -479,7 +516,7 @@ class NodeService:
         latency = (time.monotonic() - started) * 1000
         answer = answers.get(pubkey)
         if answer is None:
-            was_online = self.peer_table.mark_failed(pubkey)
+            was_online = self.peer_table.mark_failed(pubkey, ping=True)
             self._emit_peer("peer-ping-internal", pubkey, False, "timeout")
             if was_online:
                 self._emit_peer("peer-status-internal", pubkey, False, "timeout")
@@ -487,7 +524,7 @@ class NodeService:
         try:
             policy = protocol.parse_policy(answer.data)
         except ValueError as exc:
-            self.peer_table.mark_failed(pubkey)
+            self.peer_table.mark_failed(pubkey, ping=True)
             self._emit_peer("peer-ping-internal", pubkey, False, answer.tag)
             raise PeerResponseError(str(exc)) from exc
         self.peer_table.mark_seen(pubkey, latency)

@@ -140,6 +140,23 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # The dashboard: signing activity counted per time bucket (store/activity.py, pruned after a week),
+    # and the relay list set there or with /api/relays, which wins over RELAYS until cleared (store/relays).
+    """
+    CREATE TABLE activity (
+        bucket INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        role TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (bucket, kind, role, outcome)
+    ) WITHOUT ROWID;
+    CREATE TABLE node_relays (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        relays TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 
 

@@ -26,6 +26,7 @@ from node.nostr.event import compute_event_id
 from server import build_application, open_state
 from store.credentials import CredentialStore
 from store.policies import SqlitePolicyStore
+from store.relays import RelayListStore
 from tests.node.fakenet import FakeNetwork
 
 pytestmark = pytest.mark.timeout(60)
@@ -45,6 +46,7 @@ class World:
             options=NodeOptions(sign_timeout=1.0, ping_interval=3600),
             default_relays=["fake://relay"],
             credential_store=CredentialStore(self.db, self.key),
+            relay_store=RelayListStore(self.db),
             policy_store=SqlitePolicyStore(self.db),
             pool_factory=self.net.factory,
         )
@@ -412,4 +414,6 @@ async def test_partial_env_updates_as_igloo_server_scripts_send_them(http_server
     assert world.manager.relays() == ["wss://relay.example"]
     stored = CredentialStore(world.db, world.key).load()
     assert stored is not None and stored.share_cred == encode_share(world.shares[2])
-    assert stored.relays == ("wss://relay.example",)
+    # Relays alone are stored as the dashboard's relay list (kept across restarts, until cleared); the
+    # relays saved with the credentials stay what they were, the way back.
+    assert RelayListStore(world.db).load() == ("wss://relay.example",) and stored.relays == ()

@@ -53,6 +53,11 @@ async def test_relay_credentials_never_leave(tmp_path: Path) -> None:
         assert code == 200 and f"ws://***@127.0.0.1:{proc.port}/?***" in env_doc["RELAYS"]
         assert_clean(json.dumps(env_doc), "/api/env")
 
+        for path in ("/api/relays", "/api/user/relays"):
+            code, doc = await proc.get(path)
+            assert code == 200 and f"ws://***@127.0.0.1:{proc.port}/?***" in json.dumps(doc), path
+            assert_clean(json.dumps(doc), path)
+
         ws = await proc.events(since=0)
         frames = []
         while (frame := await read_json(ws, 3)) is not None and len(frames) < 200:

@@ -27,10 +27,12 @@ from tests.node.fakenet import FakeNetwork
 from tests.server.conftest import Igloo
 from tests.server.test_auth import xsrf_pair
 
+DASHBOARD_CARDS = {"_relays.html", "_peers.html", "_activity.html"}
 NO_NODE_TEMPLATES = {"base.html", "_macros.html", "onboarding.html", "login.html", "dashboard.html",
-                     "_node_actions.html", "_approvals.html", "configure.html", "error.html"}
+                     "_node_actions.html", "_approvals.html", "configure.html", "error.html",
+                     *DASHBOARD_CARDS}
 MANAGER_TEMPLATES = {"base.html", "_macros.html", "dashboard.html", "_node_actions.html", "_approvals.html",
-                     "configure.html"}
+                     "configure.html", *DASHBOARD_CARDS}
 
 
 class RecordingLoader(jinja2.BaseLoader):

@@ -44,7 +44,7 @@ from tests.transport.conftest import LocalServer, relay_app
 
 pytestmark = pytest.mark.timeout(90)
 
-SAMPLE_VALUES = ("PEER", "nip44", "encrypt", "0" * 64, "abc-123")
+SAMPLE_VALUES = ("PEER", "nip44", "encrypt", "0" * 64, "abc-123", "peers")
 
 
 def route_methods() -> list[tuple[str, type[Any], str]]:
@@ -97,7 +97,7 @@ def snapshot(igloo: Igloo, manager: NodeManager, bunker: Bunker) -> Any:
     schedule), and the signer's and bunker's state in memory."""
     tables = [r[0] for r in igloo.db.query_all("SELECT name FROM sqlite_master WHERE type = 'table'")]
     rows = {
-        t: [tuple(r) for r in igloo.db.query_all(f"SELECT * FROM {t} ORDER BY rowid")]
+        t: sorted((tuple(r) for r in igloo.db.query_all(f"SELECT * FROM {t}")), key=repr)
         for t in sorted(tables)
         if t not in ("events", "sqlite_sequence")
     }
