@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import tornado.httpserver
 import tornado.web
 
 from config import igloo_server
@@ -29,12 +28,14 @@ from config.startup import cookie_secret, load_environment, read_or_create_secre
 from handlers import pages, routes
 from handlers.auth import LoginLimiter, setup_token_path
 from handlers.base import VERSION
+from handlers.connections import build_http_server
 from handlers.event_frames import CLOSE_GOING_AWAY
 from handlers.event_hub import EventHub
 from handlers.events import MAX_CLIENT_FRAME, EventStreamHandler
+from handlers.gate import IglooApplication
 from handlers.keys import recovery_limiter
-from handlers.proxy import ProxyAwareApplication
-from node import Clock, NodeManager, NodeOptions, keytools, nip46
+from handlers.throttle import Throttles
+from node import Clock, NodeManager, NodeOptions, keytools, nip46, validate
 from relay import RelayLimits, RelayState, WritePolicy
 from store.activity import ActivityStore
 from store.apikeys import ApiKeyStore
@@ -68,6 +69,24 @@ def open_state(config: Settings, clock: Clock = time.time) -> tuple[Database, Ev
     ring = EventRing(db, config.event_buffer_size)
     hub = EventHub(config, ring, sessions, open_sockets=EventStreamHandler.open_sockets)
     return db, hub
+
+
+class RedactRelayUrls(logging.Filter):
+    """Takes credentials out of relay URLs in every log line (``ws://user:pass@host/?auth=…``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with ``node.validate.redact_urls``; never drops a record."""
+        message = record.getMessage()
+        if "://" in message:
+            record.msg, record.args = validate.redact_urls(message), None
+        return True
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Add ``RedactRelayUrls`` to every handler of ``logger`` (the root logger by default)."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, RedactRelayUrls) for f in handler.filters):
+            handler.addFilter(RedactRelayUrls())
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
@@ -110,7 +129,6 @@ def build_application(
         undefined=jinja2.StrictUndefined,
     )
     settings: dict[str, Any] = {
-        "config": config,
         "db": db,
         "events": events,
         "node": node,
@@ -122,10 +140,10 @@ def build_application(
         "sessions": sessions,
         "templates": templates,
         "login_limiter": LoginLimiter(config.rate_limit_login_max, config.rate_limit_login_window),
+        "throttles": Throttles.from_config(config),
         "started_at": time.monotonic(),
         "cookie_secret": cookie_secret(config),
-        "xsrf_cookies": True,
-        "xsrf_cookie_kwargs": {"samesite": "Strict", "path": "/"},
+        "xsrf_cookies": True,  # the token itself: AuthMixin.xsrf_token (bound to the login session)
         "static_path": str(STATIC_DIR),
         "static_url_prefix": "/static/",
         "log_function": log_request,
@@ -137,7 +155,7 @@ def build_application(
         "relay": build_relay(config, node, bunker),
     }
     settings.update(extra_settings or {})
-    return ProxyAwareApplication(routes.ROUTES, **settings)
+    return IglooApplication(routes.ROUTES, config, **settings)
 
 
 class GroupMembers:
@@ -251,8 +269,7 @@ async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
     node = build_node(config, db, hub)
     bunker = build_bunker(config, db, hub, node)
     app = build_application(config, db, hub, node, bunker=bunker)
-    # Forwarded headers are read by handlers/proxy.py (only with TRUST_PROXY), not by Tornado's xheaders.
-    server = tornado.httpserver.HTTPServer(app, xheaders=False)
+    server = build_http_server(app, config)
     server.listen(config.host_port, config.host_name)
     hub.start()
     purged = hub.sessions.purge_expired() if hub.sessions else 0
@@ -324,6 +341,8 @@ def cmd_adduser(config: Settings, name: str, from_stdin: bool, role: str | None 
         return 1
     finally:
         db.close()
+    # The one-time onboarding token has nothing left to unlock once an account exists.
+    setup_token_path(config.data_dir).unlink(missing_ok=True)
     print(f"Created {'administrator' if user.is_admin else 'user'} {user.username!r}")
     return 0
 
@@ -398,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    install_log_redaction()
     if command == "adduser":
         return cmd_adduser(config, args.name, args.password_stdin, args.role)
     if command == "import-igloo-server":

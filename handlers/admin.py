@@ -15,6 +15,7 @@ from handlers.base import ApiHandler, AuthMixin, Principal
 from handlers.event_frames import CLOSE_AUTH_ENDED
 from handlers.openapi import BOOL, INT, STR, TIME, arr, enum, nullable, obj, op
 from handlers.roles import ADMIN, READ, USER
+from relay import address_key
 from store.apikeys import FULL, SCOPES, ApiKey, ApiKeyStore, check_label, check_scope
 from store.users import ROLES, User, UserError
 
@@ -149,18 +150,21 @@ class AccountOps(AuthMixin):
             raise OpError(400, "currentPassword: required")
         if not isinstance(new, str) or not new:
             raise OpError(400, "newPassword: required")
-        # A wrong current password is a guess like a failed login: the same per-address limit applies.
+        # A wrong current password is a guess like a failed login: the login limiter counts it for this
+        # address and account, when it starts (handlers/auth.py).
         limiter = self.application.settings.get("login_limiter")
-        ip = self.client_ip()
-        if limiter is not None and limiter.retry_after(ip):
+        ip = address_key(self.client_ip())
+        if limiter is not None and limiter.begin(ip, principal.username):
             raise OpError(429, "Too many attempts. Please try again later.")
         try:
             changed = await self.users.change_password(principal.user_id, current, new)
         except UserError as exc:
-            raise OpError(400, f"newPassword: {exc}") from None
-        if not changed:
             if limiter is not None:
-                limiter.fail(ip)
+                limiter.withdraw(ip, principal.username)  # refused before the current password was checked
+            raise OpError(400, f"newPassword: {exc}") from None
+        if changed and limiter is not None:
+            limiter.succeeded(ip, principal.username)
+        if not changed:
             self.events.publish("warn", "Password change refused: wrong current password",
                                 {"username": principal.username, "address": self.client_ip()})
             raise OpError(400, "currentPassword: not correct")

@@ -16,6 +16,7 @@ from handlers.base import ApiHandler, node_error_status
 from handlers.keys import keyset_name, recovery_wait
 from handlers.openapi import ANY_OBJECT, BOOL, ERROR, HEX64, INT, NUM, STR, arr, enum, nullable, obj, op
 from handlers.roles import READ, USER
+from handlers.throttle import ENV_WRITE, RECOVERY, SIGN
 from node import Event, NodeError, NodeManager, NodeService, keytools, validate, validate_credentials
 
 MAX_BODY = 64 * 1024
@@ -295,6 +296,7 @@ class PingApi(NodeApi):
 class SignApi(NodeApi):
     """POST /api/sign ``{message: hex64}`` or ``{event: {...}}`` → ``{id, signature}`` (+ ``event``)."""
 
+    rate_limits = {"POST": SIGN}
     access = USER
     openapi = {"post": op("Threshold-sign a message or an event", errors=(400, 413, 415, 502, 503, 504),
                           request=obj({"message": HEX64, "event": ANY_OBJECT}),
@@ -342,6 +344,7 @@ class CipherApi(NodeApi):
     ``decrypt`` do the ECDH round and the scheme's key derivation.
     """
 
+    rate_limits = {"POST": SIGN}
     access = USER
     path_params = ("scheme", "mode")
     openapi = {"post": op("NIP-44 / NIP-04 encrypt or decrypt with a peer (threshold ECDH)",
@@ -371,6 +374,7 @@ class CipherApi(NodeApi):
 class RecoverApi(NodeApi):
     """POST /api/recover ``{groupCredential, shareCredentials}`` → ``{success, nsec, details}``."""
 
+    rate_limits = {"POST": RECOVERY}
     openapi = {"post": op("Recover the group's nsec from threshold shares", errors=(400, 413, 415, 429),
                           request=obj({"groupCredential": STR, "shareCredentials": arr(STR)},
                                       ["groupCredential", "shareCredentials"]),
@@ -469,6 +473,8 @@ def rejected_reasons(keys: list[str]) -> dict[str, str]:
 class CredentialsApi(NodeApi):
     """Shared steps of the routes that save credentials and relays (never returning them)."""
 
+    rate_limits = {"POST": ENV_WRITE, "PUT": ENV_WRITE}  # every write counts against RATE_LIMIT_ENV_WRITE_*
+
     async def save(self, group: object, share: object, relays_value: object, relays_given: bool) -> None:
         """Apply a full or partial update: credentials (one may come from what the node runs on), relays.
 
@@ -476,6 +482,8 @@ class CredentialsApi(NodeApi):
         """
         manager = self.manager
         relays = validate.relay_urls(relays_value) if relays_given else None
+        if relays is not None:  # URLs shown redacted and sent back mean the relays they stand for
+            relays = validate.unredact_relay_urls(relays, manager.relays())
         if group is None and share is None:
             if relays is None:
                 raise ValueError("GROUP_CRED: required (with SHARE_CRED), or RELAYS")
@@ -494,7 +502,11 @@ class CredentialsApi(NodeApi):
 
 
 class EnvApi(CredentialsApi):
-    """GET/POST /api/env: settings out (never the credentials), ``{GROUP_CRED?, SHARE_CRED?, RELAYS?}`` in."""
+    """GET/POST /api/env: settings out (never the credentials), ``{GROUP_CRED?, SHARE_CRED?, RELAYS?}`` in.
+
+    Relay URLs go out without credentials (``ws://***@host/?***``); sent back unchanged, such a URL keeps the
+    credentials of the relay it names.
+    """
 
     openapi = {
         "get": op("Settings (never the credentials)", errors=(503,),
@@ -512,7 +524,7 @@ class EnvApi(CredentialsApi):
         manager = self.manager
         config = self.config
         body: dict[str, Any] = {
-            "RELAYS": manager.relays(),
+            "RELAYS": [validate.redact_relay_url(url) for url in manager.relays()],
             "hasCredentials": manager.has_credentials(),
             "credentialsSource": manager.source,
             "FROSTR_SIGN_TIMEOUT": round(manager.options.sign_timeout * 1000),  # milliseconds
@@ -660,8 +672,8 @@ class UserRelaysApi(CredentialsApi):
     }
 
     def get(self) -> None:
-        """``{relays}``."""
-        self.write_json({"relays": self.manager.relays()})
+        """``{relays}`` (without credentials in their URLs)."""
+        self.write_json({"relays": [validate.redact_relay_url(url) for url in self.manager.relays()]})
 
     async def post(self) -> None:
         """``{relays: [...] | null}`` → ``{success, message}``; null means the default relays."""

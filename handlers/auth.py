@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from handlers.base import ApiHandler, AuthMixin, BaseHandler, Principal, constan
 from handlers.openapi import BOOL, INT, STR, arr, obj, op
 from handlers.roles import PUBLIC
 from node import Clock
+from relay import address_key
 from store.users import User, UserError
 
 SETUP_TOKEN_FILE = "setup-token"  # noqa: S105 - a file name, not a secret
@@ -24,45 +25,107 @@ LOCKED_MESSAGE = (
 )
 
 
-class LoginLimiter:
-    """Counts failed logins per client address in a sliding window of ``window`` seconds of ``clock``."""
+# What an attempt without a username guesses, counted like an account of its own per address (names cannot
+# hold a NUL, so these never meet a real account's count).
+API_KEY_SUBJECT = "\x00api-key"
+ADMIN_SECRET_SUBJECT = "\x00admin-secret"  # noqa: S105 - a label, not a secret
+ADDRESS_FACTOR = 10  # attempts per address across usernames, in units of RATE_LIMIT_LOGIN_MAX
+MAX_KEYS = 20_000  # addresses and (address, username) pairs remembered at once
 
-    def __init__(self, max_failures: int, window: float, clock: Clock = time.monotonic) -> None:
+
+class LoginLimiter:
+    """Login attempts per (address, username) and per address, in a sliding window of ``clock`` seconds.
+
+    An attempt is counted when it *starts* (``begin``), so concurrent attempts cannot all slip in while the
+    first ones wait for bcrypt; a successful one is withdrawn (``succeeded``). Keying on the username too
+    means one address guessing one account cannot lock every user behind the same address out; the
+    address-wide count (``ADDRESS_FACTOR`` times as many) still bounds spraying many usernames and the
+    bcrypt work one address can cause. Memory: at most ``max_keys`` keys of at most ``max`` stamps each;
+    when all are in use (a spray of addresses), a new key is refused until the oldest frees up.
+    """
+
+    def __init__(self, max_failures: int, window: float, clock: Clock = time.monotonic,
+                 max_keys: int = MAX_KEYS) -> None:
         self.max_failures = max_failures
         self.window = window
+        self.max_keys = max_keys
         self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        self._attempts: OrderedDict[str, deque[float]] = OrderedDict()
 
-    def _prune(self, key: str, now: float) -> deque[float] | None:
-        stamps = self._failures.get(key)
+    def __len__(self) -> int:
+        return len(self._attempts)
+
+    def _live(self, key: str, now: float) -> deque[float] | None:
+        stamps = self._attempts.get(key)
         if stamps is None:
             return None
         while stamps and stamps[0] <= now - self.window:
             stamps.popleft()
         if not stamps:
-            del self._failures[key]
+            del self._attempts[key]
             return None
         return stamps
 
-    def retry_after(self, key: str) -> int:
-        """Seconds until ``key`` may try again (0 = allowed now)."""
-        now = self._clock()
-        stamps = self._prune(key, now)
-        if stamps is None or len(stamps) < self.max_failures:
+    def _wait(self, stamps: deque[float] | None, limit: int, now: float) -> int:
+        if stamps is None or len(stamps) < limit:
             return 0
-        return max(1, math.ceil(stamps[0] + self.window - now))
+        return max(1, math.ceil(stamps[-limit] + self.window - now))
 
-    def fail(self, key: str) -> None:
-        """Record one failed attempt."""
+    def _room_for(self, new_keys: int, now: float) -> int:
+        """0 when ``new_keys`` more keys fit (after dropping expired ones), else seconds until one may."""
+        while self._attempts and len(self._attempts) + new_keys > self.max_keys:
+            oldest_key, oldest = next(iter(self._attempts.items()))
+            if self._live(oldest_key, now) is not None:
+                return max(1, math.ceil(oldest[0] + self.window - now))
+        return 0
+
+    @staticmethod
+    def pair(address: str, username: str) -> str:
+        """The key of one address trying one username (case-insensitive)."""
+        return f"{address}|{username.strip().lower()[:64]}"
+
+    def retry_after(self, address: str, username: str | None = None) -> int:
+        """Seconds until ``address`` (trying ``username``) may try again; 0 = now."""
         now = self._clock()
-        self._prune(key, now)
-        if len(self._failures) > 100_000:  # bound memory under a spray of addresses
-            self._failures.clear()
-        self._failures.setdefault(key, deque()).append(now)
+        wait = self._wait(self._live(address, now), ADDRESS_FACTOR * self.max_failures, now)
+        if username is not None:
+            pair = self._live(self.pair(address, username), now)
+            wait = max(wait, self._wait(pair, self.max_failures, now))
+        return wait
 
-    def reset(self, key: str) -> None:
-        """Forget the failures of ``key`` (after a successful login)."""
-        self._failures.pop(key, None)
+    def begin(self, address: str, username: str | None = None) -> int:
+        """Count an attempt now; return 0 when it may go ahead, else the seconds to wait (nothing counted)."""
+        wait = self.retry_after(address, username)
+        if wait:
+            return wait
+        now = self._clock()
+        keys = [address] if username is None else [address, self.pair(address, username)]
+        wait = self._room_for(sum(1 for key in keys if key not in self._attempts), now)
+        if wait:
+            return wait
+        for key in keys:
+            self._attempts.setdefault(key, deque()).append(now)
+            self._attempts.move_to_end(key)
+        return 0
+
+    def succeeded(self, address: str, username: str | None = None) -> None:
+        """Withdraw the attempt that just succeeded; a correct password also forgives its pair's failures."""
+        if username is not None:
+            self._attempts.pop(self.pair(address, username), None)
+        self._drop_latest(address)
+
+    def withdraw(self, address: str, username: str | None = None) -> None:
+        """Take back an attempt that was refused before any guess was checked (nothing forgiven)."""
+        self._drop_latest(address)
+        if username is not None:
+            self._drop_latest(self.pair(address, username))
+
+    def _drop_latest(self, key: str) -> None:
+        stamps = self._attempts.get(key)
+        if stamps:
+            stamps.pop()
+            if not stamps:
+                del self._attempts[key]
 
 
 @dataclass(frozen=True)
@@ -121,22 +184,27 @@ class LoginMixin(BaseHandler):
         return value
 
     async def attempt_login(self, username: object, password: object) -> LoginOutcome:
-        """Rate limit, validate, verify with bcrypt (in an executor)."""
-        ip = self.client_ip()
-        wait = self.limiter.retry_after(ip)
-        if wait:
-            return LoginOutcome(None, 429, "Too many login attempts. Please try again later.", wait)
+        """Count the attempt (429 when over the limit), validate, verify with bcrypt (in an executor).
+
+        The attempt is counted before the bcrypt wait, so concurrent guesses cannot all be evaluated. A
+        failure is published with the address only: the typed name is often a password typed in the wrong
+        field, and it is never stored or shown.
+        """
         if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
             return LoginOutcome(None, 400, "Username and password are required")
+        ip = address_key(self.client_ip())  # an IPv6 client counts by its /64
+        wait = self.limiter.begin(ip, username)
+        if wait:
+            return LoginOutcome(None, 429, "Too many login attempts. Please try again later.", wait)
         try:
             user = await self.users.verify(username, password)
         except UserError as exc:
+            self.limiter.withdraw(ip, username)  # refused unchecked (too long): no guess was made
             return LoginOutcome(None, 400, str(exc))
         if user is None:
-            self.limiter.fail(ip)
-            self.events.publish("warn", "Login failed", {"username": username[:64], "address": ip})
+            self.events.publish("warn", "Login failed", {"address": ip})
             return LoginOutcome(None, 401, "Invalid credentials")
-        self.limiter.reset(ip)
+        self.limiter.succeeded(ip, username)
         self.events.publish("info", "User logged in", {"username": user.username, "address": ip})
         return LoginOutcome(user)
 
@@ -212,9 +280,11 @@ class OnboardingPage(LoginMixin):
         if not configured and error is None:
             error = LOCKED_MESSAGE
         uses_token = configured and self.config.admin_secret is None
+        # Named, not spelled out: the absolute path tells an anonymous visitor where Igloo is installed (the
+        # start-up log gives the operator the full path).
         self.render_page(
             "onboarding.html", error=error, needs_secret=configured, secret_configured=configured,
-            setup_token_path=str(setup_token_path(self.config.data_dir)) if uses_token else None,
+            setup_token_path=f"DATA_DIR/{SETUP_TOKEN_FILE}" if uses_token else None,
         )
 
     async def post(self) -> None:
@@ -227,15 +297,14 @@ class OnboardingPage(LoginMixin):
             self.set_status(403)
             self.render_onboarding(LOCKED_MESSAGE)
             return
-        ip = self.client_ip()
-        wait = self.limiter.retry_after(ip)
+        ip = address_key(self.client_ip())
+        wait = self.limiter.begin(ip, ADMIN_SECRET_SUBJECT)
         if wait:
             self.set_status(429)
             self.set_header("Retry-After", str(wait))
             self.render_onboarding("Too many attempts. Please try again later.")
             return
         if not constant_time_equal(self.get_body_argument("admin_secret", ""), expected):
-            self.limiter.fail(ip)
             self.set_status(401)
             self.render_onboarding("The admin secret (or setup token) is not correct")
             return
@@ -246,10 +315,11 @@ class OnboardingPage(LoginMixin):
                 only_if_first=True,
             )
         except UserError as exc:
+            self.limiter.succeeded(ip, ADMIN_SECRET_SUBJECT)  # the secret was right, the account details not
             self.set_status(400)
             self.render_onboarding(str(exc))
             return
-        self.limiter.reset(ip)
+        self.limiter.succeeded(ip, ADMIN_SECRET_SUBJECT)
         setup_token_path(self.config.data_dir).unlink(missing_ok=True)  # one use only
         self.events.publish("info", "Administrator account created", {"username": user.username})
         self.start_session(user)
@@ -287,7 +357,13 @@ class LoginApi(ApiHandler, LoginMixin):
         without a CORS preflight (and Igloo answers none)."""
 
     async def post(self) -> None:
-        """Log in and set the session cookie."""
+        """Log in and set the session cookie (an address already over the limit is refused unparsed)."""
+        wait = self.limiter.retry_after(address_key(self.client_ip()))
+        if wait:
+            self.set_header("Retry-After", str(wait))
+            self.write_json({"success": False, "error": "Too many login attempts. Please try again later."},
+                            status=429)
+            return
         body = self.read_json()
         if not self.config.auth_enabled:
             self.write_json({"success": True, "userId": "anonymous", "expiresIn": 0})
@@ -322,24 +398,23 @@ class LoginApi(ApiHandler, LoginMixin):
         self.write_json({"success": False, "error": outcome.error}, status=outcome.status)
 
     def attempt_key_login(self, token: str) -> LoginOutcome | Principal:
-        """Check an API key the way request headers are checked, under the failed-login limiter."""
-        ip = self.client_ip()
-        wait = self.limiter.retry_after(ip)
+        """Check an API key as request headers are checked, counted by the login limiter when it starts."""
+        ip = address_key(self.client_ip())
+        wait = self.limiter.begin(ip, API_KEY_SUBJECT)
         if wait:
             return LoginOutcome(None, 429, "Too many login attempts. Please try again later.", wait)
         principal = self.principal_for_api_key(token)
         if principal is None:
-            self.limiter.fail(ip)
             self.events.publish("warn", "Login failed", {"method": "api-key", "address": ip})
             return LoginOutcome(None, 401, "Invalid credentials")
-        self.limiter.reset(ip)
+        self.limiter.succeeded(ip, API_KEY_SUBJECT)
         return principal
 
     def basic_login(self, username: object, password: object) -> Principal | None:
         """The BASIC_AUTH_USER/BASIC_AUTH_PASS pair given as a login (accepted by Igloo Server too)."""
         if not isinstance(username, str) or not isinstance(password, str) or not self.config.basic_auth_user:
             return None
-        if self.limiter.retry_after(self.client_ip()):
+        if self.limiter.retry_after(address_key(self.client_ip()), username):
             return None  # the account path below answers 429
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         return self.principal_for_basic(f"Basic {token}")
@@ -451,10 +526,19 @@ class OnboardingSecretApi(ApiHandler, LoginMixin):
         """``mode``: ``validate`` or ``setup``."""
         self.mode = mode
 
+    def carries_guessable_credentials(self) -> bool:
+        """``Authorization: Bearer`` carries the admin secret here, counted by the login limiter in ``post``,
+        not an API key to count as a failed one."""
+        scheme = self.request.headers.get("Authorization", "").split(None, 1)[:1]
+        if scheme and scheme[0].lower() == "bearer" and "X-API-Key" not in self.request.headers:
+            return False
+        return super().carries_guessable_credentials()
+
     async def post(self) -> None:
-        """Check the bearer secret (rate-limited, constant time), then validate or create the account."""
-        ip = self.client_ip()
-        wait = self.limiter.retry_after(ip)
+        """Check the bearer secret (counted by the login limiter when it starts, compared in constant time),
+        then validate or create the account."""
+        ip = address_key(self.client_ip())
+        wait = self.limiter.begin(ip, ADMIN_SECRET_SUBJECT)
         if wait:
             self.set_header("Retry-After", str(wait))
             self.write_json({"error": "Too many attempts. Please try again later."}, status=429)
@@ -463,9 +547,9 @@ class OnboardingSecretApi(ApiHandler, LoginMixin):
         header = self.request.headers.get("Authorization", "")
         given = header[7:].strip() if header[:7].lower() == "bearer " else ""
         if self.users.count() > 0 or expected is None or not constant_time_equal(given, expected):
-            self.limiter.fail(ip)
             self.write_json({**ONBOARDING_REFUSED, "authMethods": ["bearer"]}, status=401)
             return
+        self.limiter.succeeded(ip, ADMIN_SECRET_SUBJECT)  # the secret was right
         if self.mode == "validate":
             self.write_json({"success": True, "message": "Admin secret validated"})
             return
@@ -481,7 +565,6 @@ class OnboardingSecretApi(ApiHandler, LoginMixin):
             status = 409 if "taken" in str(exc) or "already exists" in str(exc) else 400
             self.write_json({"error": "invalid_input", "message": str(exc)}, status=status)
             return
-        self.limiter.reset(ip)
         setup_token_path(self.config.data_dir).unlink(missing_ok=True)  # one use only
         self.events.publish("info", "Administrator account created", {"username": user.username})
         self.write_json({"success": True, "message": "Setup complete"})

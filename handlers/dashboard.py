@@ -17,7 +17,7 @@ from handlers.charts import activity_summary, activity_svg, ago, sparkline_svg
 from handlers.openapi import ANY_OBJECT, INT, arr, obj, op
 from handlers.relays import relay_settings
 from handlers.roles import ADMIN, allows
-from node import NodeManager, NodeService
+from node import NodeManager, NodeService, validate
 from store.activity import (
     ECDH,
     FAILED,
@@ -58,7 +58,7 @@ def relay_card(handler: AuthMixin) -> dict[str, Any]:
     """The relays card: the list with each relay's state, round trip and last error; where it comes from."""
     manager = _manager(handler)
     if manager is None:
-        urls = list(handler.config.effective_relays)
+        urls = [validate.redact_relay_url(url) for url in handler.config.effective_relays]
         details = [{"url": url, "state": "idle", "connected": False, "lastError": None, "rtt": None}
                    for url in urls]
         return {"editable": False, "relays": urls, "relayDetails": details, "source": "environment",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
@@ -33,13 +34,23 @@ from handlers.event_frames import (
     frame_body,
     websocket_text_frame,
 )
+from node import validate
 from store.events import EventRing, StoredEvent
 from store.sessions import SessionStore
 
 log = logging.getLogger("igloo.events")
 
+RELAY_URL = re.compile(rb"wss?://", re.IGNORECASE)
 COALESCE_MIN_CLIENTS = 64  # below this many stream clients, sending at once costs less than waiting
 STORAGE_RETRY = 1.0  # seconds between attempts to write the event log while the database refuses writes
+
+
+def redact_relay_urls(payload: bytes) -> bytes:
+    """``payload`` (an event's JSON) with credentials taken out of every relay URL in it, whichever field or
+    message carries it: an event is stored and shown, and ``ws://user:pass@host/?auth=…`` must be neither."""
+    if RELAY_URL.search(payload) is None:
+        return payload
+    return validate.redact_urls(payload.decode("utf-8")).encode("utf-8")
 
 
 class EventSocket(Protocol):
@@ -134,7 +145,7 @@ class EventHub:
         become hex, dates ISO strings, exceptions ``{name, message}``.
         """
         seq = self.ring.next_seq()
-        payload = encode_payload(frame_body(type, message, data, seq))
+        payload = redact_relay_urls(encode_payload(frame_body(type, message, data, seq)))
         body: dict[str, Any] = json.loads(payload)  # exactly what clients receive (data made JSON-safe)
         self.ring.append(StoredEvent(seq, payload))
         self._outbox.append((seq, payload, websocket_text_frame(payload)))

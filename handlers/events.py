@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import tornado.iostream
 import tornado.websocket
 
-from handlers.base import AuthMixin, Principal
+from handlers.base import AuthMixin, Principal, Throttled
 from handlers.event_frames import (
     CLOSE_POLICY,
     CLOSE_TOO_SLOW,
@@ -30,6 +30,7 @@ from handlers.event_hub import EventHub
 from handlers.openapi import ERROR, STR, obj, op
 from handlers.proxy import origin_allowed, public_host
 from handlers.roles import READ, allows
+from handlers.throttle import CREDENTIALS, WS_UPGRADE
 from handlers.ws_direct import DirectSender
 from node import TokenBucket
 from store.events import StoredEvent
@@ -98,9 +99,16 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Legacy 401/426 for plain GETs; authentication, caps and origin for upgrades."""
         upgrading = self.request.headers.get("Upgrade", "").lower() == "websocket"
-        principal = self.authenticate_headers()
-        if upgrading and principal is None:
-            principal = self._authenticate_ws()
+        try:
+            if upgrading:
+                self.apply_rate_limit(WS_UPGRADE)  # every attempt, before any credential is looked at
+            principal = self.current_user  # cookie and headers, behind the failed-credential limit
+            if upgrading and principal is None:
+                principal = self._authenticate_ws_limited()
+        except Throttled as exc:
+            self.set_header("Retry-After", str(exc.retry_after))
+            self._refuse(429, {"error": "Too many requests. Please try again later."})
+            return
         if principal is None:
             self._refuse(401, {"error": "Authentication required"})
             return
@@ -157,6 +165,17 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         header = self.request.headers.get("Sec-WebSocket-Protocol", "")
         return [p.strip() for p in header.split(",") if p.strip()]
 
+    def _authenticate_ws_limited(self) -> Principal | None:
+        """``_authenticate_ws`` behind the failed-credential limit (API keys in subprotocols or the query)."""
+        guessing = self.get_query_argument("apiKey", None) is not None or any(
+            proto.lower().startswith(("apikey.", "bearer.")) for proto in self._offered_protocols())
+        if guessing:
+            self.refuse_when_exhausted(CREDENTIALS)
+        found = self._authenticate_ws()
+        if guessing and found is None:
+            self.charge_failure(CREDENTIALS)
+        return found
+
     def _authenticate_ws(self) -> Principal | None:
         """Subprotocol hints, then the query string (kept for compatibility; never logged)."""
         for proto in self._offered_protocols():
@@ -194,6 +213,7 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         return True
 
     def _origin_allowed(self) -> bool:
+        """Same scheme, host and port as this server, or listed in ALLOWED_ORIGINS (``handlers.proxy``)."""
         config = self.config
         return origin_allowed(self.request.headers.get("Origin"), self.request, config.trust_proxy,
                               config.allowed_origins)

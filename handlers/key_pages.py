@@ -12,6 +12,7 @@ from typing import Any
 from handlers.base import BaseHandler
 from handlers.keys import recovery_wait
 from handlers.roles import ADMIN
+from handlers.throttle import RECOVERY
 from node import keytools
 
 MAX_SHARES = 100
@@ -36,6 +37,8 @@ class KeyPage(BaseHandler):
 
 class RecoverPage(KeyPage):
     """GET/POST /recover: paste the group and threshold-many shares; the nsec is shown once."""
+
+    rate_limits = {"POST": RECOVERY}  # per client, beside the server-wide recovery limit
 
     def get(self) -> None:
         """The form."""

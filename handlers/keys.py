@@ -12,6 +12,7 @@ import tornado.web
 from handlers.base import ApiHandler, AuthMixin
 from handlers.openapi import BOOL, INT, STR, arr, nullable, obj, op
 from handlers.roles import USER
+from handlers.throttle import ENV_WRITE
 from node import NodeManager, TokenBucket, keytools
 from store.keyset import MAX_NAME, KeysetNameStore
 
@@ -70,6 +71,8 @@ class KeysApi(ApiHandler):
 
 class EnvDeleteApi(KeysApi):
     """POST /api/env/delete ``{keys: ["GROUP_CRED", "SHARE_CRED", "GROUP_NAME"]}``."""
+
+    rate_limits = {"POST": ENV_WRITE}
 
     openapi = {"post": op(
         "Clear the stored credentials (and the keyset name)",

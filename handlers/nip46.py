@@ -37,7 +37,17 @@ def _session_param(raw: str) -> str:
 
 
 class Nip46Api(ApiHandler):
-    """Base of the NIP-46 endpoints: the bunker (503 when disabled), JSON bodies, JSON errors."""
+    """Base of the NIP-46 endpoints: the bunker (503 when disabled), JSON bodies, JSON errors.
+
+    Relay URLs leave without credentials, except in a new bunker link and the relays that come with it: the
+    app pasting the link needs them as they are, and the link is a secret shown to its owner only.
+    """
+
+    keeps_relay_urls = False
+
+    def write_json(self, body: object, status: int = 200) -> None:
+        """``ApiHandler.write_json`` with relay URLs redacted (``node.validate.redact_urls_in``)."""
+        super().write_json(body if self.keeps_relay_urls else validate.redact_urls_in(body), status)
 
     @property
     def bunker(self) -> nip46.Bunker:
@@ -84,6 +94,7 @@ class BunkerApi(Nip46Api):
 
     def post(self) -> None:
         """``{uri, pubkey, relays, expiresAt}`` (older unused links stop working)."""
+        self.keeps_relay_urls = True
         try:
             self.write_json(self.bunker.new_bunker_link())
         except nip46.BunkerUnavailable as exc:
@@ -141,8 +152,11 @@ class RelaysApi(Nip46Api):
         if "relays" not in body:
             self.fail(400, 'relays: required (a list of ws:// or wss:// URLs, or null for the default)')
             return
+        given = body["relays"]
+        if isinstance(given, list) and all(isinstance(url, str) for url in given):
+            given = validate.unredact_relay_urls(given, bunker.bunker_relays())  # shown redacted, sent back
         try:
-            relays = bunker.set_relays(body["relays"], merge=merge)
+            relays = bunker.set_relays(given, merge=merge)
         except ValueError as exc:
             self.fail(400, str(exc))
             return
@@ -388,13 +402,14 @@ class Nip46Page(Nip46PageBase):
             # A pairing link lets an app sign: only administrators get one (users see the apps and requests).
             link = bunker.new_bunker_link() if self.can_admin else None
             relays = bunker.bunker_relays()
+            redact = validate.redact_urls_in  # the link (and its relays) stays whole: the app needs it so
             ctx.update(
                 link=link,
                 qr=qr_svg(link["uri"]) if link is not None else None,
-                state=bunker.status(),
-                sessions=[s.to_json(relays) for s in bunker.sessions()],
-                pending=[r.to_json() for r in bunker.pending()],
-                recent=[r.to_json() for r in bunker.requests(None, 20)],
+                state=redact(bunker.status()),
+                sessions=redact([s.to_json(relays) for s in bunker.sessions()]),
+                pending=redact([r.to_json() for r in bunker.pending()]),
+                recent=redact([r.to_json() for r in bunker.requests(None, 20)]),
                 methods=nip46.PERMISSION_METHODS,
                 signer_running=bunker.signer.group_pubkey() is not None,
             )

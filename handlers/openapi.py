@@ -198,6 +198,8 @@ def operation_for(handler: type[Any], method: str, path: str) -> dict[str, Any]:
         operation["security"] = [{}]
     else:
         responses.setdefault("401", _json_response(ERROR_STATUS_TEXT[401], ERROR))
+        # Every authenticated request spends from the per-client limits (handlers/throttle.py).
+        responses.setdefault("429", _json_response(ERROR_STATUS_TEXT[429], ERROR))
         if level != READ:
             responses.setdefault("403", _json_response(ERROR_STATUS_TEXT[403], ERROR))
     return operation

@@ -11,6 +11,7 @@ from handlers.dashboard import dashboard_cards
 from handlers.keys import keyset_name, keyset_names
 from handlers.roles import ADMIN, PUBLIC
 from handlers.status import build_status
+from handlers.throttle import ENV_WRITE
 from node import NodeManager, keytools, validate
 from store.keyset import check_name
 
@@ -27,9 +28,11 @@ class DashboardPage(BaseHandler):
 
 
 class ConfigurePage(BaseHandler):
-    """GET/POST /configure: credentials, relays and the keyset's name in a form (XSRF-protected)."""
+    """GET/POST /configure: credentials, relays and the keyset's name in a form (XSRF-protected). Relays are
+    shown without their credentials; a redacted URL sent back keeps those of the relay it names."""
 
     access = ADMIN
+    rate_limits = {"POST": ENV_WRITE}
 
     def get(self) -> None:
         """Show the form (never pre-filled with credentials)."""
@@ -49,8 +52,8 @@ class ConfigurePage(BaseHandler):
             error=error,
             saved=saved,
             has_credentials=bool(manager and manager.has_credentials()),
-            relays="\n".join(manager.relays() if manager else []),
-            status=manager.status() if manager else {},
+            relays="\n".join(validate.redact_relay_url(url) for url in (manager.relays() if manager else [])),
+            status=validate.redact_urls_in(manager.status()) if manager else {},
             keyset_name=keyset_name(self),
             **extra,
         )
@@ -68,6 +71,7 @@ class ConfigurePage(BaseHandler):
         try:
             # One URL per line (or comma-separated); a line with spaces in it is refused, not split.
             relays = validate.relay_urls(relays_text.replace(",", "\n").splitlines())
+            relays = validate.unredact_relay_urls(relays, manager.relays())
             name_field = self.get_body_argument("keyset_name", None)
             check_name(name_field)
             await manager.apply_credentials(group, share, relays or None)

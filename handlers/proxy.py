@@ -146,7 +146,9 @@ def origin_matches_host(origin: str, host: str) -> bool:
 
 def origin_allowed(origin: str | None, request: tornado.httputil.HTTPServerRequest, trust_proxy: bool,
                    allowed_origins: tuple[str, ...]) -> bool:
-    """The WebSocket origin check: no Origin (not a browser), ``*``, a listed origin, or this host."""
+    """The WebSocket origin check: no Origin (not a browser), ``*``, a listed origin, or this server: its host
+    (``origin_matches_host``) and its scheme (``request.protocol``, X-Forwarded-Proto behind the proxy), so an
+    http page cannot speak for an https site of the same name."""
     if origin is None:
         return True
     if "*" in allowed_origins:
@@ -154,7 +156,10 @@ def origin_allowed(origin: str | None, request: tornado.httputil.HTTPServerReque
     normalized = origin.strip().lower().rstrip("/")
     if normalized in allowed_origins:
         return True
-    return origin_matches_host(normalized, public_host(request, trust_proxy))
+    if not origin_matches_host(normalized, public_host(request, trust_proxy)):
+        return False
+    own_scheme = "https" if getattr(request, "protocol", "http") == "https" else "http"
+    return urlsplit(normalized).scheme == own_scheme
 
 
 class ProxyAwareApplication(tornado.web.Application):

@@ -4,14 +4,18 @@ A list set here is stored and wins over ``RELAYS`` and over the relays saved wit
 is cleared (``DELETE``), whether the credentials come from the environment or from Configure. The running
 node moves to it live: new relays are connected and subscribed before the removed ones go, so signing
 requests in flight are not dropped.
+
+Relay URLs go out without their credentials (``ws://***@host/?***``); a redacted URL sent back in a PUT stands
+for the relay it names, credentials included.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from handlers.api import NodeApi
 from handlers.openapi import ANY_OBJECT, BOOL, STR, arr, nullable, obj, op
+from handlers.throttle import ENV_WRITE
 from node import NodeManager, validate
 
 # How each source of the relay list is described on the dashboard.
@@ -37,12 +41,13 @@ RELAY_SETTINGS = obj(
 
 
 def relay_settings(manager: NodeManager) -> dict[str, Any]:
-    """``{relays, source, sourceText, override, default: {relays, source}, relayDetails, warning, ...}``."""
+    """``{relays, source, sourceText, override, default: {relays, source}, relayDetails, warning, ...}``,
+    relay URLs without credentials."""
     relays, source = manager.relay_choice()
     if manager.service is not None:
         relays = list(manager.service.relays)
     default, default_source = manager.relay_choice(ignore_dashboard=True)
-    return {
+    return cast(dict[str, Any], validate.redact_urls_in({
         "relays": relays,
         "source": source,
         "sourceText": SOURCE_TEXT.get(source, ""),
@@ -51,11 +56,19 @@ def relay_settings(manager: NodeManager) -> dict[str, Any]:
         "relayDetails": manager.relay_details(),
         "warning": manager.relay_warning(),
         "nodeActive": bool(manager.service is not None and manager.service.active),
-    }
+    }))
+
+
+def known_relays(manager: NodeManager) -> list[str]:
+    """Every relay URL the signer has now (running, chosen, default), to map redacted URLs back to."""
+    running = list(manager.service.relays) if manager.service is not None else []
+    return [*running, *manager.relay_choice()[0], *manager.relay_choice(ignore_dashboard=True)[0]]
 
 
 class RelaysApi(NodeApi):
     """GET the relays and their live state; PUT ``{relays: [url, ...]}`` to set them; DELETE to go back."""
+
+    rate_limits = {"PUT": ENV_WRITE, "DELETE": ENV_WRITE}
 
     openapi = {
         "get": op("The signer's relays, where the list comes from, and each relay's live state",
@@ -84,6 +97,7 @@ class RelaysApi(NodeApi):
             return
         try:
             relays = validate.relay_urls(body["relays"], "relays")
+            relays = validate.unredact_relay_urls(relays, known_relays(self.manager))
             if not relays:
                 raise ValueError("relays: at least one relay is needed (DELETE /api/relays goes back to the "
                                  "default)")

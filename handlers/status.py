@@ -2,16 +2,21 @@
 
 Igloo Server's fields keep their names and types: ``relays`` is a list of URL strings, ``health`` and
 ``restartInfo`` are there. The per-relay details (state, last error, reconnects) are in ``relayDetails``.
+
+Without authentication the answer is a minimal health document (``public_status``): nothing about the group,
+the share, relays, peers, the budget or approvals. Relay URLs have any credentials taken out
+(``node.validate.redact_urls_in``): a relay's ``ws://user:pass@host/?auth=…`` never leaves in a response.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from handlers.base import VERSION, ApiHandler, AuthMixin
 from handlers.openapi import ANY_OBJECT, BOOL, INT, STR, arr, obj, op
+from node import validate
 
 
 def iso_now() -> str:
@@ -88,25 +93,36 @@ def build_status(handler: AuthMixin) -> dict[str, Any]:
     status["uptime"] = int(time.monotonic() - started)
     status["connections"] = handler.events.connection_count
     status["lastSeq"] = handler.events.last_seq
-    return status
+    return cast(dict[str, Any], validate.redact_urls_in(status))
+
+
+def public_status() -> dict[str, Any]:
+    """What an unauthenticated caller learns: the server answers."""
+    return {"serverRunning": True, "status": "ok", "timestamp": iso_now()}
 
 
 class StatusApi(ApiHandler):
     """GET /api/status."""
 
-    openapi = {"get": op("Health and the signer's public state (never a credential)",
-                         ok=obj({"serverRunning": BOOL, "nodeActive": BOOL, "hasCredentials": BOOL,
-                                 "relays": arr({"anyOf": [STR, ANY_OBJECT]}), "relayCount": INT,
-                                 "timestamp": STR, "version": STR, "uptime": INT, "connections": INT,
-                                 "lastSeq": INT},
-                                ["serverRunning", "nodeActive", "hasCredentials", "relays", "version"],
-                                additionalProperties=True))}
+    openapi = {"get": op("Health; with authentication the signer's state too (never a credential)",
+                         description="Without authentication only `{serverRunning, status, timestamp}`. "
+                                     "Relay URLs never carry their credentials (`ws://***@host/?***`).",
+                         ok={"anyOf": [
+                             obj({"serverRunning": BOOL, "nodeActive": BOOL, "hasCredentials": BOOL,
+                                  "relays": arr({"anyOf": [STR, ANY_OBJECT]}), "relayCount": INT,
+                                  "timestamp": STR, "version": STR, "uptime": INT, "connections": INT,
+                                  "lastSeq": INT},
+                                 ["serverRunning", "nodeActive", "hasCredentials", "relays", "version"],
+                                 additionalProperties=True),
+                             obj({"serverRunning": BOOL, "status": {"const": "ok"}, "timestamp": STR},
+                                 ["serverRunning", "status", "timestamp"], additionalProperties=False),
+                         ]})}
 
     public = True
 
     def get(self) -> None:
-        """Return the status document."""
-        self.write_json(build_status(self))
+        """The full document when authenticated (or AUTH_ENABLED=false), the health document otherwise."""
+        self.write_json(build_status(self) if self.principal is not None else public_status())
 
 
 ROUTES: list[tuple[Any, ...]] = [(r"/api/status", StatusApi)]

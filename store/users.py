@@ -8,6 +8,7 @@ administrator cannot be deleted.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import sqlite3
 import time
@@ -26,8 +27,18 @@ ADMIN = "admin"
 USER = "user"
 ROLES = (ADMIN, USER)
 
-# Compared against when the username does not exist, so a miss costs as much as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(b"igloo-dummy-password", bcrypt.gensalt(4))
+
+
+@functools.cache
+def dummy_hash(rounds: int) -> bytes:
+    """Compared against when the username does not exist, at the cost of real hashes, so that a miss takes as
+    long as a wrong password and timing does not tell which usernames exist."""
+    return bcrypt.hashpw(b"igloo-dummy-password", bcrypt.gensalt(rounds))
+
+
+def _check_password(raw: bytes, hashed: bytes | None, rounds: int) -> bool:
+    """bcrypt's check against ``hashed``, or against the dummy hash when there is no such user."""
+    return bcrypt.checkpw(raw, hashed if hashed is not None else dummy_hash(rounds))
 
 
 class UserError(ValueError):
@@ -89,6 +100,7 @@ class UserStore:
     def __init__(self, db: Database, rounds: int = BCRYPT_ROUNDS, clock: Clock = time.time) -> None:
         self._db = db
         self._rounds = rounds
+        dummy_hash(rounds)  # made now, not inside the first login with an unknown name (which it would slow)
         self._clock = clock  # wall-clock seconds for ``created_at``
 
     def count(self) -> int:
@@ -189,9 +201,9 @@ class UserStore:
         row = self._db.query_one(
             "SELECT id, username, role, created_at, password_hash FROM users WHERE username = ?", (username,)
         )
-        hashed = bytes(row["password_hash"]) if row is not None else _DUMMY_HASH
+        hashed = bytes(row["password_hash"]) if row is not None else None
         loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(None, bcrypt.checkpw, raw, hashed)
+        ok = await loop.run_in_executor(None, _check_password, raw, hashed, self._rounds)
         if row is None or not ok:
             return None
         return _user(row)

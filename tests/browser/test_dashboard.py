@@ -79,7 +79,10 @@ def open_tab(browser: Any, igloo: IglooProcess) -> Iterator[Any]:
         viewport: dict[str, int] | None = None,
         goto: str | None = "/dashboard",
     ) -> Tab:
-        ctx = browser.new_context(base_url=igloo.base, viewport=viewport or {"width": 1280, "height": 900})
+        # bypass_csp: Playwright's wait_for_function evaluates its predicate string with eval, which the
+        # pages' Content-Security-Policy forbids; tests/browser/test_csp.py loads the pages with it enforced.
+        ctx = browser.new_context(base_url=igloo.base, viewport=viewport or {"width": 1280, "height": 900},
+                                  bypass_csp=True)
         contexts.append(ctx)
         if config:
             ctx.add_init_script(f"window.IglooEventsConfig = {json.dumps(config)};")

@@ -52,7 +52,9 @@ def spare_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def page(browser: Any, server: IglooProcess) -> Iterator[Any]:
-    ctx = browser.new_context(base_url=server.base, viewport={"width": 1280, "height": 900})
+    # bypass_csp: Playwright's wait_for_function evaluates its predicate string with eval, which the pages'
+    # Content-Security-Policy forbids; tests/browser/test_csp.py loads the pages with it enforced.
+    ctx = browser.new_context(base_url=server.base, viewport={"width": 1280, "height": 900}, bypass_csp=True)
     res = ctx.request.post("/api/auth/login", data={"username": USERNAME, "password": PASSWORD})
     assert res.status == 200, res.text()
     page = ctx.new_page()

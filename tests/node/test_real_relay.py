@@ -93,7 +93,7 @@ async def test_triple_over_embedded_relay(
 
 async def test_demo_signs_through_the_api(http_server_client: Any, world: dict[str, Any]) -> None:
     headers = {"X-API-Key": "k" * 40, "Content-Type": "application/json"}
-    status = await http_server_client.fetch("/api/status")
+    status = await http_server_client.fetch("/api/status", headers=headers)
     assert b'"demoAvailable":true' in status.body
     try:
         response = await http_server_client.fetch("/api/demo/start", method="POST", body="{}",

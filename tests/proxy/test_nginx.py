@@ -3,7 +3,8 @@
 nginx (Debian's package; ``make test`` installs it when missing) runs the ``nginx`` block of docs/DEPLOY.md
 as written, except for what only a test changes: its certificate (made here for ``igloo.test``), its listen
 addresses (127.0.0.1 and free ports) and Igloo's port. Caddy (when installed) runs the ``caddy`` block the
-same way. Igloo has ``TRUST_PROXY=true`` and nothing else. Clients reach the proxy as ``https://igloo.test:PORT``
+same way. Igloo has ``TRUST_PROXY=true`` and ``ALLOWED_HOSTS=igloo.test``, as docs/DEPLOY.md says. Clients
+reach the proxy as ``https://igloo.test:PORT``
 (resolved to 127.0.0.1 in this process) from several loopback source addresses (127.0.0.2, .3), so the
 proxy sees different clients. Checked: the API, the Secure session cookie, the login rate limit per client
 (a client-sent X-Forwarded-For or X-Real-Ip changes nothing), the event-stream WebSocket with the origin
@@ -188,7 +189,8 @@ def igloo_test_resolves_to_loopback() -> Iterator[None]:
 async def igloo_behind(proxy_name: str, tmp_path: Path) -> AsyncIterator[tuple[ServerProc, Proxy]]:
     data_dir = tmp_path / "igloo"
     data_dir.mkdir()
-    server = ServerProc(data_dir, env={"TRUST_PROXY": "true", "RATE_LIMIT_LOGIN_MAX": str(LOGIN_MAX),
+    server = ServerProc(data_dir, env={"TRUST_PROXY": "true", "ALLOWED_HOSTS": HOST,
+                                       "RATE_LIMIT_LOGIN_MAX": str(LOGIN_MAX),
                                        "IGLOO_DEMO": "false"})
     created = subprocess.run([*server_cli(), "adduser", "alice", "--password-stdin"], input=PASSWORD + "\n",
                              env=server.env, capture_output=True, text=True, timeout=60, cwd=ROOT)

@@ -149,7 +149,8 @@ async def test_browser_writes_need_the_xsrf_token(http_server_client: Any, world
     login = await c.fetch("/api/auth/login", method="POST", headers={"Content-Type": "application/json"},
                           body=json.dumps({"username": "alice", "password": PASSWORD}))
     cookie = login.headers["Set-Cookie"].split(";", 1)[0]
-    token, xsrf_cookie = xsrf_pair((await c.fetch("/login")).headers)
+    # The session's own XSRF token, as the dashboard carries it.
+    token, xsrf_cookie = xsrf_pair((await c.fetch("/dashboard", headers={"Cookie": cookie})).headers)
     json_type = {"Content-Type": "application/json"}
     body = json.dumps({"relays": ["ws://127.0.0.1:7002/"]})
     refused = await c.fetch("/api/relays", method="PUT", body=body, raise_error=False,

@@ -104,7 +104,8 @@ async def test_json_without_content_type_only_for_header_clients(igloo: Igloo) -
     # A cookie client (with its XSRF token) must still say application/json: forms cannot.
     igloo.add_user()
     session_cookie, _ = await igloo.login()
-    token, xsrf_cookie = xsrf_pair((await igloo.fetch("/login")).headers)
+    page = await igloo.fetch("/dashboard", headers={"Cookie": session_cookie})  # the session's XSRF token
+    token, xsrf_cookie = xsrf_pair(page.headers)
     cookie = {"Cookie": f"{session_cookie}; {xsrf_cookie}", "X-XSRFToken": token}
     code, _, _ = await post(igloo, "/api/recover/validate", None, {**form, **cookie}, raw=body)
     assert code == 415

@@ -110,7 +110,7 @@ PROXIED_PAGE = {"Origin": "https://igloo.example.com", "X-Forwarded-Host": "iglo
                 "X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.1"}
 
 
-@pytest.mark.parametrize("overrides", [{"TRUST_PROXY": "true"}])
+@pytest.mark.parametrize("overrides", [{"TRUST_PROXY": "true", "ALLOWED_HOSTS": "igloo.example.com"}])
 async def test_origin_check_uses_the_forwarded_host(igloo: Igloo) -> None:
     # The proxy talks to 127.0.0.1:PORT (its Host), the page is https://igloo.example.com.
     ws = await stream(igloo, PROXIED_PAGE)
