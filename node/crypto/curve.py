@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Sequence
+from typing import Any
 
 from coincurve import PublicKey, PublicKeyXOnly
 from coincurve._libsecp256k1 import ffi, lib
@@ -210,42 +211,44 @@ def _seckey(seckey: bytes) -> bytes:
     return seckey
 
 
-def _tweak_add(seckey: bytes, tweak32: bytes) -> bytes | None:
-    """``seckey + tweak`` for a valid ``seckey`` and a tweak below n; ``None`` when the sum is zero."""
-    buf = ffi.new("unsigned char[32]", seckey)
-    if not lib.secp256k1_ec_seckey_tweak_add(_CTX, buf, tweak32):
-        return None  # both inputs are valid, so libsecp256k1 refused a zero result
-    return bytes(ffi.buffer(buf, 32))
+def _buffer(seckey: bytes) -> Any:
+    """A 32-byte C buffer holding ``seckey`` (whose length is checked: cffi zero-pads short input)."""
+    if len(seckey) != 32:
+        raise ValueError("secret key must be 32 bytes in 1..n-1")
+    return ffi.new("unsigned char[32]", seckey)
 
 
-def _times(seckey: bytes, k: int) -> bytes:
-    """``k·seckey`` for a valid ``seckey`` and a public ``k`` that is not zero mod n."""
-    k %= N
+def _scale(buf: Any, k: int) -> bool:
+    """``buf := k·buf`` in place for a public ``k`` in 1..n-1; False when ``buf`` held no valid secret.
+
+    libsecp256k1 checks the secret inside the same call, so no separate verification pass is needed.
+    """
     if k == 1:
-        return seckey
-    buf = ffi.new("unsigned char[32]", seckey)
+        return bool(lib.secp256k1_ec_seckey_verify(_CTX, buf))
     if k == N - 1:
-        ok = lib.secp256k1_ec_seckey_negate(_CTX, buf)
-    else:
-        ok = lib.secp256k1_ec_seckey_tweak_mul(_CTX, buf, bytes32(k))
-    if not ok:  # pragma: no cover - a product of two nonzero scalars mod the prime n is nonzero
-        raise ValueError("scalar product is zero")
-    return bytes(ffi.buffer(buf, 32))
+        return bool(lib.secp256k1_ec_seckey_negate(_CTX, buf))
+    return bool(lib.secp256k1_ec_seckey_tweak_mul(_CTX, buf, k.to_bytes(32, "big")))
 
 
 def secret_add(seckey: bytes, t: int) -> bytes:
     """``seckey + t mod n`` for a public ``t`` (any int); ``ValueError`` when the result is zero."""
-    result = _tweak_add(_seckey(seckey), bytes32(t % N))
-    if result is None:
+    buf = _buffer(seckey)
+    # tweak_add refuses an invalid secret as well as a zero sum: tell the two apart only then.
+    if not lib.secp256k1_ec_seckey_tweak_add(_CTX, buf, bytes32(t % N)):
+        _seckey(seckey)
         raise ValueError("secret scalar plus tweak is zero")
-    return result
+    return bytes(ffi.buffer(buf, 32))
 
 
 def secret_mul(seckey: bytes, k: int) -> bytes:
     """``k·seckey mod n`` for a public ``k``; ``ValueError`` when ``k`` is zero mod n."""
-    if k % N == 0:
+    k %= N
+    if k == 0:
         raise ValueError("scalar is zero mod n")
-    return _times(_seckey(seckey), k)
+    buf = _buffer(seckey)
+    if not _scale(buf, k):
+        raise ValueError("secret key must be 32 bytes in 1..n-1")
+    return bytes(ffi.buffer(buf, 32))
 
 
 def secret_lin_comb(terms: Sequence[tuple[bytes, int]]) -> bytes | None:
@@ -254,13 +257,19 @@ def secret_lin_comb(terms: Sequence[tuple[bytes, int]]) -> bytes | None:
     Terms whose ``k`` is zero mod n contribute nothing and are skipped; a partial sum may be
     zero, the total is still exact.
     """
-    total: bytes | None = None
+    total: Any = None  # the running sum, in one C buffer: no bytes objects between the steps
     for seckey, k in terms:
-        if k % N == 0:
+        k %= N
+        if k == 0:
             continue
-        term = _times(_seckey(seckey), k)
-        total = term if total is None else _tweak_add(total, term)
-    return total
+        term = _buffer(seckey)
+        if not _scale(term, k):
+            raise ValueError("secret key must be 32 bytes in 1..n-1")
+        if total is None:
+            total = term
+        elif not lib.secp256k1_ec_seckey_tweak_add(_CTX, total, term):
+            total = None  # both inputs were valid, so the partial sum is zero (probability 2^-256)
+    return None if total is None else bytes(ffi.buffer(total, 32))
 
 
 def pubkey_of(seckey: bytes) -> bytes:
