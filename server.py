@@ -48,7 +48,6 @@ from store.policies import SqliteBudgetLedger, SqlitePolicyStore
 from store.relays import RelayListStore
 from store.sessions import SessionStore
 from store.users import ADMIN, BCRYPT_ROUNDS, ROLES, UserError, UserStore
-from tools import import_igloo_server
 
 ROOT = Path(__file__).resolve().parent
 TEMPLATES_DIR = ROOT / "templates"
@@ -426,6 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"igloo-server: configuration error: {exc}", file=sys.stderr)
             return 2
+        from tools import import_igloo_server  # a one-shot command: not loaded by every start of the server
+
         return import_igloo_server.run(config, args.path, username=args.user, replace=args.replace,
                                        read_password=import_igloo_server.password_reader(args.password_stdin))
     unused = igloo_server.unused_variables(environ)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import segno
 import tornado.escape
 import tornado.web
 from markupsafe import Markup
@@ -25,6 +24,8 @@ RELAYS_SCHEMA = obj({"relays": arr(STR), "source": enum("custom", "env", "node")
 
 def qr_svg(text: str) -> Markup:
     """An inline SVG QR code of ``text`` (rendered here: the page needs no script or outside service)."""
+    import segno  # loaded with the first QR code, not by every start of the server
+
     svg = segno.make(text, error="m").svg_inline(scale=4, border=2, dark="#0b1220", light="#ffffff")
     return Markup(svg)  # noqa: S704 - segno's own SVG markup; the text is encoded as modules, not as markup
 
