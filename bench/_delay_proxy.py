@@ -12,7 +12,9 @@ catches up), at most ``max_connections`` connections at a time, and only loopbac
 As a library (the tests use it): ``proxy = await DelayProxy(relay_port, delay_ms=40).start(); proxy.url``.
 As a process (the benches run one beside the relay, so the proxy's timers do not share an event loop with
 the client being timed): `python bench/_delay_proxy.py --upstream PORT --count N [--delay 40 --jitter 5]`
-prints ``{"ports": [...]}`` on one line and serves until its stdin closes.
+prints ``{"ports": [...]}`` on one line and serves until its stdin closes. Commands on stdin, one a line,
+each answered with one JSON line: ``delay MS JITTER`` (every proxy, from the next chunk on), ``stats`` (how
+late the timers released chunks: count, mean and max ms, since the last ``reset``) and ``reset``.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class _Direction:
                 wait = release - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
+                self.proxy.note_late(loop.time() - release)
                 self.held.popleft()
                 self.writer.write(chunk)
                 await self.writer.drain()
@@ -123,6 +126,20 @@ class DelayProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self.connections = 0  # open now
         self.accepted = 0  # in all
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        """Forget the lateness figures."""
+        self.late_count = 0
+        self.late_sum = 0.0
+        self.late_max = 0.0
+
+    def note_late(self, seconds: float) -> None:
+        """One chunk was written ``seconds`` after its release time (the event loop's timer lateness)."""
+        late_ms = max(0.0, seconds * 1000)
+        self.late_count += 1
+        self.late_sum += late_ms
+        self.late_max = max(self.late_max, late_ms)
 
     @property
     def url(self) -> str:
@@ -186,8 +203,23 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-    while await stdin.read(1024):
-        pass
+    while line := await stdin.readline():
+        words = line.decode(errors="replace").split()
+        answer: dict[str, object] = {"ok": True}
+        if words[:1] == ["delay"] and len(words) == 3:
+            for proxy in proxies:
+                proxy.delay_ms, proxy.jitter_ms = float(words[1]), float(words[2])
+        elif words == ["stats"]:
+            count = sum(p.late_count for p in proxies)
+            answer = {"chunks": count, "late_mean_ms": sum(p.late_sum for p in proxies) / max(1, count),
+                      "late_max_ms": max(p.late_max for p in proxies)}
+        elif words == ["reset"]:
+            for proxy in proxies:
+                proxy.reset_stats()
+        else:
+            answer = {"ok": False, "error": "commands: delay MS JITTER | stats | reset"}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
     for proxy in proxies:
         await proxy.close()
 

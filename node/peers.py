@@ -16,12 +16,19 @@ from typing import Any
 ROUND_WEIGHT = 0.25
 """Weight of the newest round trip in a peer's running round estimate (an exponential moving average)."""
 
-MIN_ROUND_COST = 0.1
-"""The least a round in flight is taken to add to the next one at the same peer, as a share of a round.
+MIN_WORK_MS = 30.0
+"""The least one more round in flight is taken to add at a busy peer (its own work on our round), when its
+measured rounds do not say more. About what the JS reference spends on one sign request (28 ms of CPU on
+the bench machine): a peer's work cannot be told from its network time reliably (a first ping to a cold node
+takes longer than a signing round), and taking it too low sends a busy, CPU-bound co-signer one session per
+request instead of one batch, doubling its work. A peer far away (rounds of 100 ms and more) still gets a
+few rounds at once; one nearby gets batches."""
 
-A peer's work per round is measured as the excess of its round trips over its ping time, but on a network
-whose jitter is larger than that work the measurement reads zero; without a floor, a busy peer and an
-idle one of equal speed would look the same and the idle one would never be chosen."""
+MIN_SAVING_MS = 10.0
+"""A waiting request goes out beside the rounds in flight only when that is expected to save at least this
+much over joining the next batch. Every extra session costs CPU at both ends and on the relay (5 to 8 ms
+measured on loopback); where rounds are that short (co-signers on the same machine) batching wins, and
+splitting pays only when a round trip is long (a co-signer across the internet, or a slow one)."""
 
 
 def iso(ts: float | None) -> str | None:
@@ -167,15 +174,14 @@ class PeerTable:
 
     def work_ms(self, pubkey: str) -> float:
         """What one more round in flight is expected to add at ``pubkey``: its rounds' excess over its ping
-        time (its own work on a round), at least ``MIN_ROUND_COST`` of a round."""
-        expected = self.expected_ms(pubkey)
+        time (its own work on a round), at least ``MIN_WORK_MS``."""
         status = self._peers.get(pubkey)
         work = 0.0
         if status is not None and status.latency_ms is not None:
             measured = self._fresh_round_ms(status)
             if measured is not None:
                 work = measured - status.latency_ms
-        return max(work, MIN_ROUND_COST * expected)
+        return max(work, MIN_WORK_MS)
 
     def cost_ms(self, pubkey: str) -> float:
         """The expected round trip of a round sent to ``pubkey`` now, behind the rounds it has in flight."""
@@ -190,8 +196,9 @@ class PeerTable:
         return max(0.0, self.expected_ms(pubkey) - elapsed)
 
     def send_now(self, chosen: Iterable[str]) -> bool:
-        """True when a round sent to ``chosen`` now is expected back no later than one that waits for the
-        first round in flight (with any peer) to come back and then goes out; True when nothing is in flight.
+        """True when a round sent to ``chosen`` now is expected back at least ``MIN_SAVING_MS`` sooner than one
+        that waits for the first round in flight (with any peer) to come back and then goes out; True when
+        nothing is in flight.
 
         This is the sign queue's question: send a waiting request at once, or let it join the batch that
         leaves when a round in flight ends.
@@ -201,7 +208,7 @@ class PeerTable:
             return True
         now_ms = max((self.cost_ms(pk) for pk in chosen), default=0.0)
         wait_ms = min(self.free_in_ms(pk) + self.expected_ms(pk) for pk in busy)
-        return now_ms <= wait_ms
+        return now_ms + MIN_SAVING_MS <= wait_ms
 
     def status_json(self, pubkey: str) -> dict[str, Any]:
         """``{pubkey, online, lastSeen, latency, lastPingAttempt}`` as the dashboard expects."""

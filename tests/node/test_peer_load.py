@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.peers import MIN_ROUND_COST, PeerTable
+from node.peers import MIN_WORK_MS, PeerTable
 from tests.clock import ManualClock
 
 B, C, D = "b" * 64, "c" * 64, "d" * 64
@@ -23,8 +23,8 @@ def test_an_idle_peer_of_equal_speed_ranks_before_a_busy_one() -> None:
     peers, _ = table({B: 100.0, C: 101.0})
     assert peers.rank([B, C]) == [B, C]
     peers.begin_round(B)
-    assert peers.rank([B, C]) == [C, B]  # B's round in flight costs it at least a tenth of a round
-    assert peers.cost_ms(B) == pytest.approx(100.0 * (1 + MIN_ROUND_COST))
+    assert peers.rank([B, C]) == [C, B]  # B's round in flight costs it at least MIN_WORK_MS
+    assert peers.cost_ms(B) == pytest.approx(100.0 + MIN_WORK_MS)
     peers.begin_round(C)
     assert peers.rank([B, C]) == [B, C]  # one each: back to the faster
 
@@ -76,7 +76,7 @@ def test_send_now_while_a_round_is_mostly_network_time_wait_while_it_is_mostly_w
     peers.end_round(B, peers.begin_round(B), 30.0)
     peers.begin_round(B)
     clock.advance(0.010)
-    assert not peers.send_now([B])  # 30 + 25 now, against 20 left + 30
+    assert not peers.send_now([B])  # 30 + 30 now, against 20 left + 30
     clock.advance(0.030)  # the round in flight is late, and still the sooner way out
     assert not peers.send_now([B])
     assert peers.free_in_ms(B) == 0.0
@@ -88,7 +88,7 @@ def test_send_now_to_an_idle_cosigner_and_always_when_nothing_is_in_flight() -> 
     peers.begin_round(B)
     assert peers.send_now([C])
     peers.begin_round(C)
-    assert peers.send_now([B])  # both busy, just started: 110 now against 100 left + 100
+    assert peers.send_now([B])  # both busy, just started: 130 now against 100 left + 100
 
 
 def test_unknown_peers_are_ignored_by_the_load_methods() -> None:
@@ -97,3 +97,19 @@ def test_unknown_peers_are_ignored_by_the_load_methods() -> None:
     peers.end_round(stranger, peers.begin_round(stranger), 10.0)
     assert peers.inflight(stranger) == 0 and peers.expected_ms(stranger) == 0.0
     assert peers.free_in_ms(stranger) == 0.0
+
+
+def test_with_short_rounds_a_waiting_request_joins_the_batch_even_with_an_idle_cosigner() -> None:
+    # Co-signers on the same machine: a round takes 8 ms, so splitting saves less than a session costs.
+    peers, clock = table({B: 3.0, C: 3.0})
+    peers.end_round(B, peers.begin_round(B), 8.0)
+    peers.end_round(C, peers.begin_round(C), 8.0)
+    peers.begin_round(B)
+    clock.advance(0.001)
+    assert peers.rank([B, C])[0] == C
+    assert not peers.send_now([C])  # 8 now against 7 left + 8: saves 7 ms, less than MIN_SAVING_MS
+    # The same co-signers 40 ms from the relay each way: a round is 160 ms and C is worth it at once.
+    peers, clock = table({B: 160.0, C: 160.0})
+    peers.begin_round(B)
+    clock.advance(0.001)
+    assert peers.send_now([C])
