@@ -196,9 +196,9 @@ class PeerTable:
         return max(0.0, self.expected_ms(pubkey) - elapsed)
 
     def send_now(self, chosen: Iterable[str]) -> bool:
-        """True when a round sent to ``chosen`` now is expected back at least ``MIN_SAVING_MS`` sooner than one
-        that waits for the first round in flight (with any peer) to come back and then goes out; True when
-        nothing is in flight.
+        """True when a round sent to ``chosen`` now is expected back at least ``MIN_SAVING_MS`` sooner than
+        one that waits for the first round in flight (with any peer) to come back and then goes out; True
+        when nothing is in flight.
 
         This is the sign queue's question: send a waiting request at once, or let it join the batch that
         leaves when a round in flight ends.
