@@ -124,6 +124,7 @@ class DelayProxy:
         self._random = random.Random(seed)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._directions: set[_Direction] = set()
         self.connections = 0  # open now
         self.accepted = 0  # in all
         self.reset_stats()
@@ -133,6 +134,11 @@ class DelayProxy:
         self.late_count = 0
         self.late_sum = 0.0
         self.late_max = 0.0
+
+    def held_bytes(self) -> int:
+        """Bytes read and not yet written on, over every open connection (bounded by ``max_buffered`` per
+        direction, plus the one chunk being read)."""
+        return sum(direction.buffered for direction in self._directions)
 
     def note_late(self, seconds: float) -> None:
         """One chunk was written ``seconds`` after its release time (the event loop's timer lateness)."""
@@ -183,7 +189,11 @@ class DelayProxy:
             _nodelay(upstream)
             outbound = _Direction(self, reader, upstream)
             inbound = _Direction(self, up_reader, writer)
-            await asyncio.gather(outbound.read(), outbound.write(), inbound.read(), inbound.write())
+            self._directions |= {outbound, inbound}
+            try:
+                await asyncio.gather(outbound.read(), outbound.write(), inbound.read(), inbound.write())
+            finally:
+                self._directions -= {outbound, inbound}
         except (ConnectionError, OSError, TimeoutError, asyncio.CancelledError):
             pass  # the peer went away, or the proxy is closing
         finally:

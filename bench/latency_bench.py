@@ -197,7 +197,8 @@ async def igloo_phase(args: argparse.Namespace, a: IglooServer, group: str, shar
 
 
 async def nip46_series(args: argparse.Namespace, a: IglooServer, proxies: Proxies) -> dict[str, Any]:
-    """sign_event through the bunker and POST /api/sign {event}, alternating, with the delay."""
+    """sign_event through the bunker and POST /api/sign {event}, alternating, with the delay; then the same
+    with 0 ms proxies (what the bunker's own work costs on this machine)."""
     for _ in range(100):
         status, state = await a.get("/api/nip46/bunker")
         if status == 200 and state["listening"]:
@@ -217,14 +218,21 @@ async def nip46_series(args: argparse.Namespace, a: IglooServer, proxies: Proxie
         for n in range(args.warmup):
             await rest_once(a, n)
             await bunker_once(client, n)
-        rest: list[float] = []
-        bunker: list[float] = []
-        for n in range(args.nip46_rounds):
-            rest.append(await rest_once(a, n))
-            bunker.append(await bunker_once(client, n))
+        result: dict[str, Any] = {}
+        for label, delay in (("", f"{args.delay} {args.jitter}"), ("_bare", "0 0")):
+            await proxies.command(f"delay {delay}")
+            await rest_once(a, 0)
+            await bunker_once(client, 0)  # chunks held with the old delay are out
+            rest: list[float] = []
+            bunker: list[float] = []
+            for n in range(args.nip46_rounds):
+                rest.append(await rest_once(a, n))
+                bunker.append(await bunker_once(client, n))
+            result["rest" + label], result["bunker" + label] = summary(rest), summary(bunker)
+        await proxies.command(f"delay {args.delay} {args.jitter}")
     finally:
         await client.close()
-    return {"rest": summary(rest), "bunker": summary(bunker)}
+    return result
 
 
 async def js_phase(args: argparse.Namespace, a: IglooServer, group: str, shares: list[str],
@@ -308,14 +316,18 @@ def render(results: dict[str, Any], args: argparse.Namespace, load: tuple[float,
         "",
         f"NIP-46 in the loop ({args.nip46_rounds} requests per path, alternating, sequential; ms):",
         "",
-        "| one kind-1 event, Igloo + Igloo co-signer | p50 | p95 | p99 | floor | p50 - floor |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| one kind-1 event, Igloo + Igloo co-signer | p50 | p95 | p99 | floor | p50 - floor | "
+        "same path at 0 ms: p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         f"| POST /api/sign {{event}} | {nip['rest']['p50']:.1f} | {nip['rest']['p95']:.1f} | "
-        f"{nip['rest']['p99']:.1f} | {floor:.0f} | {nip['rest']['p50'] - floor:.1f} |",
+        f"{nip['rest']['p99']:.1f} | {floor:.0f} | {nip['rest']['p50'] - floor:.1f} | "
+        f"{nip['rest_bare']['p50']:.1f} |",
         f"| NIP-46 sign_event through the bunker | {nip['bunker']['p50']:.1f} | {nip['bunker']['p95']:.1f} | "
-        f"{nip['bunker']['p99']:.1f} | {nfloor:.0f} | {nip['bunker']['p50'] - nfloor:.1f} |",
+        f"{nip['bunker']['p99']:.1f} | {nfloor:.0f} | {nip['bunker']['p50'] - nfloor:.1f} | "
+        f"{nip['bunker_bare']['p50']:.1f} |",
         f"| bunker minus REST (p50) | {nip['bunker']['p50'] - nip['rest']['p50']:.1f} | | | "
-        f"{nfloor - floor:.0f} | {nip['bunker']['p50'] - nip['rest']['p50'] - (nfloor - floor):.1f} |",
+        f"{nfloor - floor:.0f} | {nip['bunker']['p50'] - nip['rest']['p50'] - (nfloor - floor):.1f} | "
+        f"{nip['bunker_bare']['p50'] - nip['rest_bare']['p50']:.1f} |",
     ]
     return "\n".join(lines)
 
