@@ -1,6 +1,7 @@
 """Igloo's composition root and command line: settings → store → event hub → (node) → Application.
 
-``igloo-server [serve]`` runs the server; ``adduser``, ``keygen`` and ``recover`` are one-shot commands.
+``igloo-server [serve]`` runs the server; ``adduser``, ``keygen``, ``recover`` and ``import-igloo-server``
+are one-shot commands.
 ``python server.py`` is the same as ``igloo-server serve``.
 """
 
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import tornado.httpserver
 import tornado.web
 
 from config import igloo_server
@@ -28,18 +28,27 @@ from config.startup import cookie_secret, load_environment, read_or_create_secre
 from handlers import pages, routes
 from handlers.auth import LoginLimiter, setup_token_path
 from handlers.base import VERSION
+from handlers.connections import build_http_server
 from handlers.event_frames import CLOSE_GOING_AWAY
 from handlers.event_hub import EventHub
 from handlers.events import MAX_CLIENT_FRAME, EventStreamHandler
-from node import Clock, NodeManager, NodeOptions, keytools, nip46
+from handlers.gate import IglooApplication
+from handlers.keys import recovery_limiter
+from handlers.throttle import Throttles
+from node import Clock, NodeManager, NodeOptions, keytools, nip46, validate
 from relay import RelayLimits, RelayState, WritePolicy
+from store.activity import ActivityStore
+from store.apikeys import ApiKeyStore
 from store.credentials import CredentialStore
 from store.db import Database
 from store.events import EventRing
+from store.keyset import KeysetNameStore
 from store.nip46 import Nip46Store
 from store.policies import SqliteBudgetLedger, SqlitePolicyStore
+from store.relays import RelayListStore
 from store.sessions import SessionStore
-from store.users import BCRYPT_ROUNDS, UserError, UserStore
+from store.users import ADMIN, BCRYPT_ROUNDS, ROLES, UserError, UserStore
+from tools import import_igloo_server
 
 ROOT = Path(__file__).resolve().parent
 TEMPLATES_DIR = ROOT / "templates"
@@ -60,6 +69,24 @@ def open_state(config: Settings, clock: Clock = time.time) -> tuple[Database, Ev
     ring = EventRing(db, config.event_buffer_size)
     hub = EventHub(config, ring, sessions, open_sockets=EventStreamHandler.open_sockets)
     return db, hub
+
+
+class RedactRelayUrls(logging.Filter):
+    """Takes credentials out of relay URLs in every log line (``ws://user:pass@host/?auth=…``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with ``node.validate.redact_urls``; never drops a record."""
+        message = record.getMessage()
+        if "://" in message:
+            record.msg, record.args = validate.redact_urls(message), None
+        return True
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Add ``RedactRelayUrls`` to every handler of ``logger`` (the root logger by default)."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, RedactRelayUrls) for f in handler.filters):
+            handler.addFilter(RedactRelayUrls())
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
@@ -102,19 +129,21 @@ def build_application(
         undefined=jinja2.StrictUndefined,
     )
     settings: dict[str, Any] = {
-        "config": config,
         "db": db,
         "events": events,
         "node": node,
         "bunker": bunker,
         "users": UserStore(db, rounds=bcrypt_rounds),
+        "api_keys": ApiKeyStore(db),
+        "keyset_name": KeysetNameStore(db),
+        "recovery_limiter": recovery_limiter(),
         "sessions": sessions,
         "templates": templates,
         "login_limiter": LoginLimiter(config.rate_limit_login_max, config.rate_limit_login_window),
+        "throttles": Throttles.from_config(config),
         "started_at": time.monotonic(),
         "cookie_secret": cookie_secret(config),
-        "xsrf_cookies": True,
-        "xsrf_cookie_kwargs": {"samesite": "Strict", "path": "/"},
+        "xsrf_cookies": True,  # the token itself: AuthMixin.xsrf_token (bound to the login session)
         "static_path": str(STATIC_DIR),
         "static_url_prefix": "/static/",
         "log_function": log_request,
@@ -126,7 +155,7 @@ def build_application(
         "relay": build_relay(config, node, bunker),
     }
     settings.update(extra_settings or {})
-    return tornado.web.Application(routes.ROUTES, **settings)
+    return IglooApplication(routes.ROUTES, config, **settings)
 
 
 class GroupMembers:
@@ -207,6 +236,10 @@ def build_node(config: Settings, db: Database, hub: EventHub) -> NodeManager:
         budget_ledger=SqliteBudgetLedger(db, keep=config.sign_budget_window),
         demo_enabled=config.demo_enabled,
         peer_policies=config.peer_policies,
+        relay_store=RelayListStore(db),
+        relays_from_env=bool(config.relays),
+        exposed=not config.is_loopback,
+        activity=ActivityStore(db),
     )
 
 
@@ -236,7 +269,7 @@ async def serve(config: Settings, ready: asyncio.Event | None = None) -> int:
     node = build_node(config, db, hub)
     bunker = build_bunker(config, db, hub, node)
     app = build_application(config, db, hub, node, bunker=bunker)
-    server = tornado.httpserver.HTTPServer(app, xheaders=config.trust_proxy)
+    server = build_http_server(app, config)
     server.listen(config.host_port, config.host_name)
     hub.start()
     purged = hub.sessions.purge_expired() if hub.sessions else 0
@@ -293,17 +326,24 @@ def read_new_password(from_stdin: bool) -> str:
     return first
 
 
-def cmd_adduser(config: Settings, name: str, from_stdin: bool) -> int:
-    """Create an account in DATA_DIR's database."""
+def cmd_adduser(config: Settings, name: str, from_stdin: bool, role: str | None = None) -> int:
+    """Create an account in DATA_DIR's database: an administrator when it is the first one or ``role`` says
+    so, else a user."""
     db = Database.open_in(config.data_dir)
     try:
-        user = UserStore(db).create_sync(name, read_new_password(from_stdin))
+        users = UserStore(db)
+        first = users.count() == 0
+        if first and role not in (None, ADMIN):
+            raise UserError("the first account is an administrator: leave out --role or use --role admin")
+        user = users.create_sync(name, read_new_password(from_stdin), role or ("admin" if first else "user"))
     except UserError as exc:
         print(f"igloo-server: {exc}", file=sys.stderr)
         return 1
     finally:
         db.close()
-    print(f"Created user {user.username!r}")
+    # The one-time onboarding token has nothing left to unlock once an account exists.
+    setup_token_path(config.data_dir).unlink(missing_ok=True)
+    print(f"Created {'administrator' if user.is_admin else 'user'} {user.username!r}")
     return 0
 
 
@@ -338,12 +378,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add = sub.add_parser("adduser", help="create a login account")
     add.add_argument("name")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.add_argument("--role", choices=ROLES, default=None,
+                     help="admin or user (default: admin for the first account, user after it)")
     keygen = sub.add_parser("keygen", help="generate a k-of-n share set")
     keygen.add_argument("--threshold", type=int, required=True)
     keygen.add_argument("--total", type=int, required=True)
     keygen.add_argument(
         "--nsec", default=None, help="split this existing key (nsec or hex; '-' reads it from stdin)"
     )
+    imp = sub.add_parser("import-igloo-server",
+                         help="import credentials, relays and peer policies from Igloo Server")
+    imp.add_argument("path", type=Path, help="Igloo Server's directory, its data/igloo.db or its .env")
+    imp.add_argument("--user", default=None, help="the database user whose credentials to import")
+    imp.add_argument("--password-stdin", action="store_true", help="read that user's password from stdin")
+    imp.add_argument("--replace", action="store_true", help="overwrite credentials Igloo already stores")
     recover = sub.add_parser("recover", help="recover the secret key from threshold shares")
     recover.add_argument("--group", required=True)
     recover.add_argument("--share", action="append", required=True, dest="shares")
@@ -369,8 +417,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    install_log_redaction()
     if command == "adduser":
-        return cmd_adduser(config, args.name, args.password_stdin)
+        return cmd_adduser(config, args.name, args.password_stdin, args.role)
+    if command == "import-igloo-server":
+        try:
+            config = with_credentials_key(config)
+        except ConfigError as exc:
+            print(f"igloo-server: configuration error: {exc}", file=sys.stderr)
+            return 2
+        return import_igloo_server.run(config, args.path, username=args.user, replace=args.replace,
+                                       read_password=import_igloo_server.password_reader(args.password_stdin))
     unused = igloo_server.unused_variables(environ)
     if unused:
         log.info("Igloo Server settings with no effect here (see docs/MIGRATING.md): %s", ", ".join(unused))

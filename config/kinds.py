@@ -199,6 +199,27 @@ class HostName(Kind):
         return "host name or IP address"
 
 
+class HostList(Kind):
+    """Comma-separated host names (optionally ``name:port``) a request's Host may name; ``*`` allows any."""
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        hosts: list[str] = []
+        for item in (part.strip().lower() for part in text.split(",")):
+            if not item:
+                continue
+            if item != "*" and (any(c.isspace() or c in "/@?#" for c in item) or item.startswith(":")):
+                raise ValueError(
+                    f"expected comma-separated host names like igloo.example.com or *, got {item!r}")
+            hosts.append(item.rstrip("."))
+        return tuple(dict.fromkeys(hosts))
+
+    def describe(self) -> str:
+        return "comma-separated host names, `*`"
+
+    def render(self, value: Any) -> str:
+        return ",".join(value)
+
+
 class Directory(Kind):
     """A filesystem path (not touched while parsing)."""
 

@@ -30,6 +30,7 @@ from config.kinds import (
     CredentialsKey,
     Directory,
     HexSecret,
+    HostList,
     HostName,
     IglooServerSwitch,
     Integer,
@@ -110,8 +111,31 @@ class Settings:
         "DEBUG, INFO, WARNING or ERROR. No level logs secrets or query strings.")
     trust_proxy: bool = setting(
         "TRUST_PROXY", IglooServerSwitch("true", default_state=False), False, SERVER,
-        "true only behind a reverse proxy you control: then X-Forwarded-For / X-Real-Ip give the client "
-        "address (rate limits, caps) and X-Forwarded-Proto=https makes cookies Secure.")
+        "true only behind a reverse proxy you control (docs/DEPLOY.md; keep HOST_NAME=127.0.0.1 then): the "
+        "X-Forwarded-For entry the proxy appended gives the client address (rate limits, caps; X-Real-Ip is "
+        "ignored), X-Forwarded-Proto=https makes cookies Secure, and X-Forwarded-Host is the host that "
+        "ALLOWED_HOSTS and the origin check expect.")
+    allowed_hosts: tuple[str, ...] = setting(
+        "ALLOWED_HOSTS", HostList(), _NO_STRINGS, SERVER,
+        "Host names the server answers to besides HOST_NAME, localhost and IP addresses (which are always "
+        "allowed), and the hosts of ALLOWED_ORIGINS and NIP46_AUTH_URL: comma-separated, name or name:port. "
+        "Any other Host (X-Forwarded-Host with TRUST_PROXY=true) gets 421, which stops DNS rebinding; the "
+        "relay at / answers every name. Behind a proxy, list its public name here. * allows any host.",
+        example="igloo.example.com")
+    http_header_timeout: float = setting(
+        "HTTP_HEADER_TIMEOUT", Number(0.5, 3600, "seconds"), 15.0, SERVER,
+        "Seconds a connection may take to send a request's headers, counted from when it opens or its "
+        "previous response ends (so also how long an idle keep-alive connection stays open).")
+    http_body_timeout: float = setting(
+        "HTTP_BODY_TIMEOUT", Number(0.5, 3600, "seconds"), 30.0, SERVER,
+        "Seconds a request may take to send its body (at most 64 KiB) once its headers are in.")
+    http_max_per_ip: int = setting(
+        "HTTP_MAX_PER_IP", Integer(1, 1_000_000), 32, SERVER,
+        "Open HTTP connections per client address (IPv6 by /64), upgraded WebSockets not counted; beyond, a "
+        "new connection gets 429 and is closed. A TRUST_PROXY=true proxy on loopback is not capped.")
+    http_max_connections: int = setting(
+        "HTTP_MAX_CONNECTIONS", Integer(1, 10_000_000), 1024, SERVER,
+        "Open HTTP connections in total, upgraded WebSockets not counted (503 and closed beyond).")
     node_env: str = setting(
         "NODE_ENV", Choice(("development", "production"), hint=NO_TEST_MODE),
         "development", SERVER,
@@ -155,7 +179,9 @@ class Settings:
     # --- Rate limits
     rate_limit_login_max: int = setting(
         "RATE_LIMIT_LOGIN_MAX", _COUNT, 5, LIMITS,
-        "Failed logins allowed per client address per RATE_LIMIT_LOGIN_WINDOW before 429 with Retry-After.")
+        "Login attempts allowed per client address and username per RATE_LIMIT_LOGIN_WINDOW, counted when "
+        "they start and forgiven when they succeed (ten times as many per address across usernames); also "
+        "failed API keys, Bearer tokens and Basic credentials per address. Beyond: 429 with Retry-After.")
     rate_limit_login_window: int = setting(
         "RATE_LIMIT_LOGIN_WINDOW", _WINDOW, 900, LIMITS, "Window of RATE_LIMIT_LOGIN_MAX, in seconds.")
     rate_limit_enabled: bool = setting(
@@ -248,9 +274,11 @@ class Settings:
     peer_ping_interval: float = setting(
         "PEER_PING_INTERVAL", Number(1, DAY, "seconds"), 30.0, NODE, "Seconds between pings to each peer.")
     sign_budget: int = setting(
-        "SIGN_BUDGET", Integer(0, 1_000_000), 20, NODE,
-        "Partial signatures each peer may obtain per SIGN_BUDGET_WINDOW: bounds what a compromised peer "
-        "can harvest.")
+        "SIGN_BUDGET", Integer(0, 1_000_000), 1200, NODE,
+        "Partial signatures and ECDH shares each peer may obtain per SIGN_BUDGET_WINDOW. A limit on abuse (a "
+        "stolen or runaway device signing or decrypting en masse as you), not a defence against the share "
+        "leak: three partial signatures already leak a share. The default is twice a heavy hour of normal "
+        "use (bench/sign_budget_session.py); 0 refuses every request.")
     sign_budget_window: int = setting(
         "SIGN_BUDGET_WINDOW", Integer(1, 30 * DAY, "seconds"), 3600, NODE,
         "Window of SIGN_BUDGET, in seconds.")
@@ -475,6 +503,11 @@ def _check_together(values: dict[str, Any]) -> None:
         raise ConfigError("BASIC_AUTH_PASS: BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
     if values["relay_local_reserved"] >= values["relay_max_connections"]:
         raise ConfigError("RELAY_LOCAL_RESERVED: must be less than RELAY_MAX_CONNECTIONS")
+    if not values["auth_enabled"] and "*" in values["allowed_hosts"]:
+        raise ConfigError(
+            "ALLOWED_HOSTS: * is refused with AUTH_ENABLED=false: any web page could then drive this server "
+            "through DNS rebinding; list the host names instead"
+        )
     if values["node_env"] == "production" and "*" in values["allowed_origins"]:
         raise ConfigError(
             "ALLOWED_ORIGINS: * is refused with NODE_ENV=production (as in Igloo Server): list the origins, "

@@ -7,7 +7,8 @@ error reply, gap notice) are the socket handler's (``handlers/events.py``) and c
 An event is stored before it is delivered: ``publish`` queues the event, and once per IOLoop turn the queued
 events are written to SQLite in one transaction (WAL, synchronous=NORMAL: a commit survives the process being
 killed) and only then fanned out. When the database cannot be written (locked, disk full) events are still
-delivered from memory, an ``error`` event says so, and the write is retried every ``STORAGE_RETRY`` seconds.
+delivered from memory, an ``error`` event says so, and the write is retried every ``storage_retry`` seconds
+(``STORAGE_RETRY`` unless the caller chose another delay).
 
 The hub also keeps the books on connections (slots per address and in total) and closes the sockets of
 sessions that ended. It has no socket code of its own: it sees the open sockets through the handler's
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
@@ -32,13 +34,23 @@ from handlers.event_frames import (
     frame_body,
     websocket_text_frame,
 )
+from node import validate
 from store.events import EventRing, StoredEvent
 from store.sessions import SessionStore
 
 log = logging.getLogger("igloo.events")
 
+RELAY_URL = re.compile(rb"wss?://", re.IGNORECASE)
 COALESCE_MIN_CLIENTS = 64  # below this many stream clients, sending at once costs less than waiting
 STORAGE_RETRY = 1.0  # seconds between attempts to write the event log while the database refuses writes
+
+
+def redact_relay_urls(payload: bytes) -> bytes:
+    """``payload`` (an event's JSON) with credentials taken out of every relay URL in it, whichever field or
+    message carries it: an event is stored and shown, and ``ws://user:pass@host/?auth=…`` must be neither."""
+    if RELAY_URL.search(payload) is None:
+        return payload
+    return validate.redact_urls(payload.decode("utf-8")).encode("utf-8")
 
 
 class EventSocket(Protocol):
@@ -66,7 +78,8 @@ class EventHub:
     """Publishes node and server events to the ring and to every open event socket of this app.
 
     ``open_sockets`` is the socket handler's class-level set; the hub serves the members whose ``hub`` is
-    itself. ``clock`` (seconds, monotonic) drives the per-socket command rate limit.
+    itself. ``clock`` (seconds, monotonic) drives the per-socket command rate limit; ``storage_retry`` is
+    the delay between attempts to write the event log while the database refuses writes.
     """
 
     def __init__(
@@ -77,11 +90,13 @@ class EventHub:
         *,
         open_sockets: Collection[EventSocket],
         clock: Callable[[], float] = time.monotonic,
+        storage_retry: float = STORAGE_RETRY,
     ) -> None:
         self.config = config
         self.ring = ring
         self.sessions = sessions
         self.clock = clock
+        self.storage_retry = storage_retry
         self.connection_count = 0
         self._open_sockets = open_sockets
         self._per_ip: dict[str, int] = {}
@@ -130,7 +145,7 @@ class EventHub:
         become hex, dates ISO strings, exceptions ``{name, message}``.
         """
         seq = self.ring.next_seq()
-        payload = encode_payload(frame_body(type, message, data, seq))
+        payload = redact_relay_urls(encode_payload(frame_body(type, message, data, seq)))
         body: dict[str, Any] = json.loads(payload)  # exactly what clients receive (data made JSON-safe)
         self.ring.append(StoredEvent(seq, payload))
         self._outbox.append((seq, payload, websocket_text_frame(payload)))
@@ -189,7 +204,7 @@ class EventHub:
     def _storage_failed(self, reason: str) -> None:
         first = self.storage_error is None
         self.storage_error = reason
-        self._retry_handle = tornado.ioloop.IOLoop.current().call_later(STORAGE_RETRY, self._retry)
+        self._retry_handle = tornado.ioloop.IOLoop.current().call_later(self.storage_retry, self._retry)
         if first:
             self.publish(
                 "error",

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import tornado.iostream
 import tornado.websocket
 
-from handlers.base import AuthMixin, Principal
+from handlers.base import AuthMixin, Principal, Throttled
 from handlers.event_frames import (
     CLOSE_POLICY,
     CLOSE_TOO_SLOW,
@@ -27,28 +27,53 @@ from handlers.event_frames import (
     websocket_text_frame,
 )
 from handlers.event_hub import EventHub
+from handlers.openapi import ERROR, STR, obj, op
+from handlers.proxy import origin_allowed, public_host
+from handlers.roles import READ, allows
+from handlers.throttle import CREDENTIALS, WS_UPGRADE
 from handlers.ws_direct import DirectSender
 from node import TokenBucket
 from store.events import StoredEvent
 
 log = logging.getLogger("igloo.events")
 
-RECENT_ON_CONNECT = 100  # events a client connecting without ?since= receives before live ones
+MAX_HISTORY = 1000  # most stored events ?history=N asks for (the ring holds EVENT_BUFFER_SIZE at most)
 MAX_CLIENT_FRAME = 4096
 # The kernel's send buffer per event socket (Linux doubles it). Left to autotuning it grows to megabytes for
 # a client that stops reading, memory WS_MAX_BUFFER does not count and that delays the 1013 close by minutes;
 # 64 KiB still carries thousands of events per second to a client 100 ms away.
 SOCKET_SEND_BUFFER = 64 * 1024
-CREDENTIAL_PROTOCOLS = ("apikey.", "bearer.", "session.")
+CREDENTIAL_PROTOCOLS = ("apikey.", "api-key.", "bearer.", "session.")
+MAX_SUBPROTOCOL = 1024  # a token the handshake may echo (an API key or session id fits easily)
+# The level (handlers/roles.py) each client command needs; a command not listed is refused as unknown.
+COMMAND_ACCESS = {"ping": READ, "resume": READ}
 
 
 class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
     """One event-stream client. Plain GET answers 401/426; an upgrade gets the live stream."""
 
+    access = READ  # every command below is read-only too (COMMAND_ACCESS)
+    openapi = {"get": op(
+        "The live event stream (WebSocket)",
+        description="Upgrade to a WebSocket for the live events (docs/events.md): authentication by "
+                    "cookie, `Sec-WebSocket-Protocol` hints (`apikey.<token>`, `bearer.<token>`, "
+                    "`session.<id>`) or the query (`apiKey`, `sessionId`); `?since=<seq>` resumes. A plain "
+                    "GET answers 426.",
+        query={"since": {"type": "integer", "minimum": 0}},
+        responses={101: ("Switching to the WebSocket protocol", None),
+                   426: ("Upgrade required",
+                         obj({"error": STR, "message": STR, "upgrade": STR, "endpoint": STR},
+                             ["error", "upgrade", "endpoint"])),
+                   429: ("Too many connections from this address", ERROR),
+                   503: ("Server at capacity", ERROR)},
+    )}
+
     open_sockets: ClassVar[set[EventStreamHandler]] = set()
 
     hub: EventHub | None  # set in get(), after authentication
     session_hash: bytes | None = None
+    api_key_id: int | None = None  # the stored API key that opened this socket (revoking it closes it)
+    caller: Principal | None = None
     _origin_ok = True
     _slot_ip: str | None = None
     _floor = 0
@@ -74,9 +99,16 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Legacy 401/426 for plain GETs; authentication, caps and origin for upgrades."""
         upgrading = self.request.headers.get("Upgrade", "").lower() == "websocket"
-        principal = self.authenticate_headers()
-        if upgrading and principal is None:
-            principal = self._authenticate_ws()
+        try:
+            if upgrading:
+                self.apply_rate_limit(WS_UPGRADE)  # every attempt, before any credential is looked at
+            principal = self.current_user  # cookie and headers, behind the failed-credential limit
+            if upgrading and principal is None:
+                principal = self._authenticate_ws_limited()
+        except Throttled as exc:
+            self.set_header("Retry-After", str(exc.retry_after))
+            self._refuse(429, {"error": "Too many requests. Please try again later."})
+            return
         if principal is None:
             self._refuse(401, {"error": "Authentication required"})
             return
@@ -94,6 +126,8 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
             return
         self.hub = hub
         self.session_hash = principal.session_hash
+        self.api_key_id = principal.api_key_id
+        self.caller = principal
         self._origin_ok = self._origin_allowed()
         self._slot_ip = ip
         try:
@@ -111,6 +145,7 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
 
     def _legacy_upgrade_required(self) -> None:
         scheme = "wss" if self.request.protocol == "https" else "ws"
+        host = public_host(self.request, self.config.trust_proxy)
         self.set_status(426)
         self.set_header("Upgrade", "websocket")
         self.set_header("Connection", "Upgrade")
@@ -119,7 +154,7 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
             json.dumps(
                 {
                     "error": "Event streaming has been migrated to WebSocket",
-                    "message": f"Please connect using WebSocket to {scheme}://{self.request.host}/api/events",
+                    "message": f"Please connect using WebSocket to {scheme}://{host}/api/events",
                     "upgrade": "websocket",
                     "endpoint": "/api/events",
                 }
@@ -130,12 +165,23 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         header = self.request.headers.get("Sec-WebSocket-Protocol", "")
         return [p.strip() for p in header.split(",") if p.strip()]
 
+    def _authenticate_ws_limited(self) -> Principal | None:
+        """``_authenticate_ws`` behind the failed-credential limit (API keys in subprotocols or the query)."""
+        guessing = self.get_query_argument("apiKey", None) is not None or any(
+            proto.lower().startswith(("apikey.", "bearer.")) for proto in self._offered_protocols())
+        if guessing:
+            self.refuse_when_exhausted(CREDENTIALS)
+        found = self._authenticate_ws()
+        if guessing and found is None:
+            self.charge_failure(CREDENTIALS)
+        return found
+
     def _authenticate_ws(self) -> Principal | None:
         """Subprotocol hints, then the query string (kept for compatibility; never logged)."""
         for proto in self._offered_protocols():
             kind, _, token = proto.partition(".")
             kind = kind.lower()
-            if kind in {"apikey", "bearer"}:
+            if kind in {"apikey", "api-key", "bearer"}:
                 found = self.principal_for_api_key(token)
             elif kind == "session":
                 found = self.principal_for_session(token)
@@ -151,28 +197,26 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         return self.principal_for_session(self.get_query_argument("sessionId", None))
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        """Pick a plain protocol the client offered; never one that carries a credential."""
-        for proto in subprotocols:
-            if not proto.lower().startswith(CREDENTIAL_PROTOCOLS) and len(proto) <= 64:
+        """The protocol to answer with: a plain one the client offered, else its credential hint.
+
+        A credential hint is echoed only when nothing else was offered: a browser aborts the handshake when
+        it offered protocols and the server selects none (Igloo Server selects the first offered).
+        """
+        usable = [proto for proto in subprotocols if len(proto) <= MAX_SUBPROTOCOL]
+        for proto in usable:
+            if not proto.lower().startswith(CREDENTIAL_PROTOCOLS):
                 return proto
-        return None
+        return usable[0] if usable else None
 
     def check_origin(self, origin: str) -> bool:
         """Origin is checked in ``get`` and enforced with a 1008 close after the upgrade."""
         return True
 
     def _origin_allowed(self) -> bool:
-        origin = self.request.headers.get("Origin")
-        if origin is None:
-            return True  # not a browser
-        allowed = self.config.allowed_origins
-        if "*" in allowed:
-            return True
-        normalized = origin.strip().lower().rstrip("/")
-        if normalized in allowed:
-            return True
-        netloc = normalized.split("://", 1)[-1]
-        return netloc == self.request.host.lower()
+        """Same scheme, host and port as this server, or listed in ALLOWED_ORIGINS (``handlers.proxy``)."""
+        config = self.config
+        return origin_allowed(self.request.headers.get("Origin"), self.request, config.trust_proxy,
+                              config.allowed_origins)
 
     def get_compression_options(self) -> dict[str, Any] | None:
         """permessage-deflate only when WS_COMPRESSION=true (compressed sockets cost one deflate each)."""
@@ -193,20 +237,23 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
         hub = self.event_hub
         hub.make_durable()  # the replay below may include events queued this turn: store them first
         self.sent_upto = hub.last_seq
-        since = self._since_argument()
+        since = self._count_argument("since")
         self.send_own(frame_body("system", "Connected to event stream", {"lastSeq": hub.last_seq}))
-        if since is None:
-            recent = hub.ring.recent(RECENT_ON_CONNECT)
+        if since is not None:
+            self._replay_on_open(since)
+        else:
+            # Live events only, as on Igloo Server; ?history=N asks for the last N stored events first.
+            history = min(self._count_argument("history") or 0, MAX_HISTORY)
+            recent = hub.ring.recent(history) if history else []
             self._floor = recent[0].seq - 1 if recent else hub.last_seq
             self._send_stored(recent)
-        else:
-            self._replay_on_open(since)
         EventStreamHandler.open_sockets.add(self)
         hub.connection_count += 1
 
-    def _since_argument(self) -> int | None:
-        raw = self.get_query_argument("since", None)
-        if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # int() refuses "²"
+    def _count_argument(self, name: str) -> int | None:
+        """A non-negative integer query argument, or None when absent or not plain ASCII digits."""
+        raw = self.get_query_argument(name, None)
+        if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # int() accepts "²"
             return None
         return int(raw)
 
@@ -307,6 +354,10 @@ class EventStreamHandler(AuthMixin, tornado.websocket.WebSocketHandler):
             self._reply_error("invalid JSON")
             return
         kind = command.get("type") if isinstance(command, dict) else None
+        level = COMMAND_ACCESS.get(kind) if isinstance(kind, str) else None
+        if level is not None and not allows(self.caller, level):
+            self._reply_error(f"'{kind}' is not allowed for this caller")
+            return
         if kind == "ping":
             self.send_own(frame_body("pong", "pong", {"lastSeq": self.event_hub.last_seq}))
         elif kind == "resume":

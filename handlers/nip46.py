@@ -13,10 +13,14 @@ import tornado.web
 from markupsafe import Markup
 
 from handlers.base import ApiHandler, BaseHandler
+from handlers.openapi import ANY_OBJECT, BOOL, ERROR, NUM, STR, arr, enum, nullable, obj, op
+from handlers.roles import USER
 from node import nip46, validate
 
 MAX_BODY = 64 * 1024
 MAX_LISTED = 500
+RELAYS_REQUEST = obj({"relays": nullable(arr(STR))}, ["relays"])
+RELAYS_SCHEMA = obj({"relays": arr(STR), "source": enum("custom", "env", "node")}, ["relays", "source"])
 
 
 def qr_svg(text: str) -> Markup:
@@ -33,7 +37,17 @@ def _session_param(raw: str) -> str:
 
 
 class Nip46Api(ApiHandler):
-    """Base of the NIP-46 endpoints: the bunker (503 when disabled), JSON bodies, JSON errors."""
+    """Base of the NIP-46 endpoints: the bunker (503 when disabled), JSON bodies, JSON errors.
+
+    Relay URLs leave without credentials, except in a new bunker link and the relays that come with it: the
+    app pasting the link needs them as they are, and the link is a secret shown to its owner only.
+    """
+
+    keeps_relay_urls = False
+
+    def write_json(self, body: object, status: int = 200) -> None:
+        """``ApiHandler.write_json`` with relay URLs redacted (``node.validate.redact_urls_in``)."""
+        super().write_json(body if self.keeps_relay_urls else validate.redact_urls_in(body), status)
 
     @property
     def bunker(self) -> nip46.Bunker:
@@ -66,12 +80,21 @@ class Nip46Api(ApiHandler):
 class BunkerApi(Nip46Api):
     """GET /api/nip46/bunker → ``{pubkey, relays, ...}``; POST → a new single-use ``bunker://`` link."""
 
+    openapi = {
+        "get": op("The bunker: transport pubkey, relays, listening, sessions and pending counts",
+                  errors=(503,), ok=ANY_OBJECT),
+        "post": op("A new single-use bunker:// pairing link (older unused links stop working)", errors=(503,),
+                   ok=obj({"uri": STR, "pubkey": STR, "relays": arr(STR), "expiresAt": {"anyOf": [STR, NUM]}},
+                          ["uri", "pubkey", "relays"])),
+    }
+
     def get(self) -> None:
         """The transport pubkey, relays, whether the listener runs, sessions and pending counts."""
         self.write_json(self.bunker.status())
 
     def post(self) -> None:
         """``{uri, pubkey, relays, expiresAt}`` (older unused links stop working)."""
+        self.keeps_relay_urls = True
         try:
             self.write_json(self.bunker.new_bunker_link())
         except nip46.BunkerUnavailable as exc:
@@ -80,6 +103,12 @@ class BunkerApi(Nip46Api):
 
 class TransportApi(Nip46Api):
     """GET /api/nip46/transport → ``{pubkey}``; POST rotates the key (ends every session)."""
+
+    openapi = {
+        "get": op("The transport public key", errors=(503,), ok=obj({"pubkey": STR}, ["pubkey"])),
+        "post": op("Rotate the transport key (every session ends)", errors=(503,),
+                   ok=obj({"pubkey": STR, "sessionsEnded": BOOL}, ["pubkey", "sessionsEnded"])),
+    }
 
     def get(self) -> None:
         """Only the pubkey: the transport secret key never leaves the server."""
@@ -93,6 +122,16 @@ class TransportApi(Nip46Api):
 
 class RelaysApi(Nip46Api):
     """GET/PUT/POST /api/nip46/relays: the bunker's relays (PUT replaces, POST adds; null/[] = default)."""
+
+    openapi = {
+        "get": op("The bunker's relays", errors=(503,), ok=RELAYS_SCHEMA),
+        "put": op("Replace the bunker's relays (null or [] = the default)", errors=(400, 413, 415, 503),
+                  request=RELAYS_REQUEST, example={"relays": ["ws://127.0.0.1:8002/"]},
+                  ok=RELAYS_SCHEMA),
+        "post": op("Add relays to the bunker's list", errors=(400, 413, 415, 503),
+                   request=RELAYS_REQUEST, example={"relays": ["ws://127.0.0.1:8002/"]},
+                   ok=RELAYS_SCHEMA),
+    }
 
     def get(self) -> None:
         """``{relays, source}`` with source ``custom`` | ``env`` | ``node``."""
@@ -113,8 +152,11 @@ class RelaysApi(Nip46Api):
         if "relays" not in body:
             self.fail(400, 'relays: required (a list of ws:// or wss:// URLs, or null for the default)')
             return
+        given = body["relays"]
+        if isinstance(given, list) and all(isinstance(url, str) for url in given):
+            given = validate.unredact_relay_urls(given, bunker.bunker_relays())  # shown redacted, sent back
         try:
-            relays = bunker.set_relays(body["relays"], merge=merge)
+            relays = bunker.set_relays(given, merge=merge)
         except ValueError as exc:
             self.fail(400, str(exc))
             return
@@ -123,6 +165,22 @@ class RelaysApi(Nip46Api):
 
 class RequestsApi(Nip46Api):
     """GET /api/nip46/requests (``?status=a,b&limit=n``), POST ``{id, action}``, DELETE ``{id}``."""
+
+    access = {"POST": USER}  # approve/deny; always_allow/always_deny change permissions: administrators only
+    openapi = {
+        "get": op("Stored requests, newest first", errors=(400, 503),
+                  query={"status": STR, "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LISTED}},
+                  ok=obj({"requests": arr(ANY_OBJECT)}, ["requests"])),
+        "post": op("Decide a waiting request", errors=(400, 403, 404, 409, 413, 415, 503),
+                   description="`approve` and `deny` are for users and administrators; `always_allow` and "
+                               "`always_deny` change the app's permissions and are for administrators.",
+                   request=obj({"id": STR, "action": enum(*nip46.ACTIONS)}, ["id", "action"]),
+                   example={"id": "00000000-0000-0000-0000-000000000000", "action": "deny"},
+                   ok=obj({"request": ANY_OBJECT}, ["request"])),
+        "delete": op("Forget a finished request", errors=(400, 404, 409, 413, 415, 503),
+                     request=obj({"id": STR}, ["id"]), example={"id": "00000000-0000-0000-0000-000000000000"},
+                     ok=obj({"ok": BOOL}, ["ok"])),
+    }
 
     def get(self) -> None:
         """Stored requests, newest first."""
@@ -157,6 +215,8 @@ class RequestsApi(Nip46Api):
         if action not in nip46.ACTIONS:
             self.fail(400, f"action: must be one of {', '.join(nip46.ACTIONS)}")
             return
+        if action not in ("approve", "deny"):
+            self.require_admin()  # always_allow / always_deny change the app's permissions
         try:
             record = bunker.decide(record_id, action)
         except KeyError:
@@ -187,6 +247,12 @@ class RequestsApi(Nip46Api):
 class ConnectApi(Nip46Api):
     """POST /api/nip46/connect ``{uri, grant?: [perm, ...]}``: answer a ``nostrconnect://`` offer."""
 
+    openapi = {"post": op("Pair with an app's nostrconnect:// link", errors=(400, 413, 415, 502, 503),
+                          request=obj({"uri": STR, "grant": arr(STR)}, ["uri"]),
+                          example={"uri": "nostrconnect://...", "grant": ["sign_event:1"]},
+                          ok=obj({"success": BOOL, "session": ANY_OBJECT, "relays": arr(ANY_OBJECT)},
+                                 ["success", "session", "relays"]))}
+
     async def post(self) -> None:
         """``{success, session, relays: [{url, subscribed, accepted}]}``; 502 when no relay accepted."""
         bunker = self.bunker
@@ -213,15 +279,34 @@ class ConnectApi(Nip46Api):
 class SessionsApi(Nip46Api):
     """GET /api/nip46/sessions."""
 
+    openapi = {
+        "get": op("Connected apps and their permissions", errors=(503,),
+                  ok=obj({"sessions": arr(ANY_OBJECT)}, ["sessions"])),
+        "post": op("Not here: apps pair through a bunker:// or nostrconnect:// link",
+                   responses={405: ("Sessions are created by pairing", ERROR)}),
+    }
+
     def get(self) -> None:
         """``{sessions: [...]}`` in Igloo Server's shape (plus origin, requested, userPubkey)."""
         bunker = self.bunker
         relays = bunker.bunker_relays()
         self.write_json({"sessions": [s.to_json(relays) for s in bunker.sessions()]})
 
+    def post(self) -> None:
+        """Igloo Server's session upsert is not offered here: a session comes from pairing."""
+        self.fail(405, "NIP-46 sessions are created by pairing, not by POST: give the app a bunker:// "
+                       "link (POST /api/nip46/bunker) or answer its nostrconnect:// link "
+                       "(POST /api/nip46/connect)")
+
 
 class SessionPolicyApi(Nip46Api):
     """PUT /api/nip46/sessions/{pubkey}/policy ``{methods?, kinds?}`` (true/false/"allow"/"ask"/"deny")."""
+
+    path_params = ("pubkey",)
+    openapi = {"put": op("Change an app's permissions", errors=(400, 404, 413, 415, 503),
+                         request=obj({"methods": ANY_OBJECT, "kinds": ANY_OBJECT}),
+                         example={"methods": {"nip44_encrypt": "ask"}, "kinds": {"1": "allow"}},
+                         ok=obj({"ok": BOOL, "session": ANY_OBJECT}, ["ok", "session"]))}
 
     def put(self, raw: str) -> None:
         """Patch the session's permissions."""
@@ -242,6 +327,12 @@ class SessionPolicyApi(Nip46Api):
 class SessionStatusApi(Nip46Api):
     """PUT /api/nip46/sessions/{pubkey}/status ``{status: "active" | "paused" | "revoked"}``."""
 
+    path_params = ("pubkey",)
+    openapi = {"put": op("Pause, resume or revoke an app", errors=(400, 404, 413, 415, 503),
+                         request=obj({"status": enum("active", "paused", "revoked")}, ["status"]),
+                         example={"status": "paused"},
+                         ok=obj({"ok": BOOL, "session": nullable(ANY_OBJECT)}, ["ok"]))}
+
     def put(self, raw: str) -> None:
         """Pause, resume or revoke (revoked sessions are gone for good)."""
         bunker = self.bunker
@@ -261,6 +352,10 @@ class SessionStatusApi(Nip46Api):
 
 class SessionApi(Nip46Api):
     """DELETE /api/nip46/sessions/{pubkey}: revoke (the client must pair again with a new secret)."""
+
+    path_params = ("pubkey",)
+    openapi = {"delete": op("Revoke an app (it must pair again)", errors=(400, 404, 503),
+                            ok=obj({"ok": BOOL}, ["ok"]))}
 
     def delete(self, raw: str) -> None:
         """``{ok: true}``, or 404."""
@@ -302,16 +397,19 @@ class Nip46Page(Nip46PageBase):
         bunker = self.bunker_or_none()
         ctx: dict[str, Any] = {"enabled": bunker is not None, "error": error, "since": self.events.last_seq,
                                "highlight": self.get_query_argument("request", "")[:64]}
+        ctx["can_pair"] = self.can_admin
         if bunker is not None:
-            link = bunker.new_bunker_link()
+            # A pairing link lets an app sign: only administrators get one (users see the apps and requests).
+            link = bunker.new_bunker_link() if self.can_admin else None
             relays = bunker.bunker_relays()
+            redact = validate.redact_urls_in  # the link (and its relays) stays whole: the app needs it so
             ctx.update(
                 link=link,
-                qr=qr_svg(link["uri"]),
-                state=bunker.status(),
-                sessions=[s.to_json(relays) for s in bunker.sessions()],
-                pending=[r.to_json() for r in bunker.pending()],
-                recent=[r.to_json() for r in bunker.requests(None, 20)],
+                qr=qr_svg(link["uri"]) if link is not None else None,
+                state=redact(bunker.status()),
+                sessions=redact([s.to_json(relays) for s in bunker.sessions()]),
+                pending=redact([r.to_json() for r in bunker.pending()]),
+                recent=redact([r.to_json() for r in bunker.requests(None, 20)]),
                 methods=nip46.PERMISSION_METHODS,
                 signer_running=bunker.signer.group_pubkey() is not None,
             )

@@ -21,6 +21,7 @@ from node.nostr.messages import (
     parse_client_message,
     sub_id_prefix,
 )
+from node.policy import StoredPolicy
 from node.ratelimit import Clock, TokenBucket
 from node.service import NodeOptions, NodeService
 
@@ -42,6 +43,7 @@ __all__ = [
     "NodeUnavailable",
     "PeerResponseError",
     "RelayUnavailable",
+    "StoredPolicy",
     "TokenBucket",
     "build_closed",
     "build_eose",

@@ -27,10 +27,10 @@ def parse_secret(text: str) -> bytes:
             raise ValueError("secret key is not a valid nsec") from None
     if not is_hex(value.lower(), 32):
         raise ValueError("secret key must be an nsec1… string or 64 hex characters")
-    key = bytes.fromhex(value)
-    if not 0 < int.from_bytes(key, "big") < curve.N:
+    seckey = bytes.fromhex(value)
+    if not curve.is_valid_seckey(seckey):  # libsecp256k1's range check: the key never becomes an int
         raise ValueError("secret key is out of range for secp256k1")
-    return key
+    return seckey
 
 
 def keygen(threshold: int, total: int, secret: str | None = None) -> dict[str, Any]:
@@ -72,3 +72,35 @@ def describe_credential(kind: str, credential: str) -> dict[str, int | None]:
         share = credentials.decode_share(credential.strip())
         return {"threshold": None, "totalShares": None, "idx": share.idx}
     raise ValueError('type: must be "group" or "share"')
+
+
+def inspect_keyset(group: str | None, share: str | None) -> dict[str, Any]:
+    """What pasted credentials hold, to show before they are saved.
+
+    ``{group: {valid, threshold, totalShares, groupPubkey, npub} | {valid: false, error}, share: {valid, idx,
+    pubkey} | {...}, matches: bool | None}``; a part not given is None. Messages never contain the input.
+    The share's secret stays here: only its index and public key leave.
+    """
+    result: dict[str, Any] = {"group": None, "share": None, "matches": None}
+    pkg = parsed = None
+    if group:
+        try:
+            pkg = credentials.decode_group(group.strip())
+            result["group"] = {"valid": True, "threshold": pkg.threshold, "totalShares": len(pkg.commits),
+                               "groupPubkey": pkg.group_pubkey_xonly,
+                               "npub": nip19.npub_encode(pkg.group_pk[1:])}
+        except ValueError as exc:
+            result["group"] = {"valid": False, "error": str(exc)}
+    if share:
+        try:
+            parsed = credentials.decode_share(share.strip())
+            result["share"] = {"valid": True, "idx": parsed.idx, "pubkey": parsed.pubkey_xonly()}
+        except ValueError:
+            result["share"] = {"valid": False, "error": "not a valid share credential"}
+    if pkg is not None and parsed is not None:
+        try:
+            credentials.check_share_in_group(pkg, parsed)
+            result["matches"] = True
+        except ValueError:
+            result["matches"] = False
+    return result

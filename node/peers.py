@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,8 @@ MIN_SAVING_MS = 10.0
 much over joining the next batch. Every extra session costs CPU at both ends and on the relay (5 to 8 ms
 measured on loopback); where rounds are that short (co-signers on the same machine) batching wins, and
 splitting pays only when a round trip is long (a co-signer across the internet, or a slow one)."""
+LATENCY_HISTORY = 30
+"""Ping outcomes kept per peer for the dashboard's latency history."""
 
 
 def iso(ts: float | None) -> str | None:
@@ -51,6 +54,8 @@ class PeerStatus:
     round_ms: float | None = None  # running estimate of a co-signing round trip (request sent → answer)
     round_at: float | None = None  # when round_ms was last updated
     inflight: list[float] = field(default_factory=list)  # start times of our rounds in flight with it
+    # (time, round trip in ms) per ping answered, (time, None) per ping lost: the newest LATENCY_HISTORY
+    history: deque[tuple[float, float | None]] = field(default_factory=lambda: deque(maxlen=LATENCY_HISTORY))
 
 
 class PeerTable:
@@ -82,6 +87,7 @@ class PeerTable:
         status.last_failure = None
         if latency_ms is not None:
             status.latency_ms = round(latency_ms, 1)
+            status.history.append((status.last_seen, status.latency_ms))
         return not was_online
 
     def mark_attempt(self, pubkey: str) -> None:
@@ -89,14 +95,21 @@ class PeerTable:
         if pubkey in self._peers:
             self._peers[pubkey].last_ping_attempt = self._clock()
 
-    def mark_failed(self, pubkey: str) -> bool:
-        """Record a timeout or failure; returns True when the peer was online before."""
+    def mark_failed(self, pubkey: str, ping: bool = False) -> bool:
+        """Record a timeout or failure (``ping``: of a ping, kept in the history); True when it was online."""
         status = self._peers.get(pubkey)
         if status is None:
             return False
         was_online = self.is_online(pubkey)
         status.last_failure = self._clock()
+        if ping:
+            status.history.append((status.last_failure, None))
         return was_online
+
+    def history(self, pubkey: str) -> list[tuple[float, float | None]]:
+        """The peer's recent pings, oldest first: ``(unix time, ms)``, ms None for a ping lost."""
+        status = self._peers.get(pubkey)
+        return list(status.history) if status is not None else []
 
     def is_online(self, pubkey: str) -> bool:
         """True when the peer answered recently and has not failed since."""

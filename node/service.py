@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from node import ciphers, protocol, validate
+from node.ciphers import ProvenCipher, SharedSecret
 from node.crypto import curve
 from node.crypto.credentials import GroupPackage, SharePackage
 from node.crypto.ecdh import EcdhPackage, combine_ecdh_pkgs, create_ecdh_pkg
@@ -22,7 +23,7 @@ from node.crypto.session import PsigPackage, SignatureEntry, combine_session, cr
 from node.errors import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
 from node.events import Emit, error_json, safe_data
 from node.nostr.event import Event, template_event_id
-from node.peers import PeerTable
+from node.peers import PeerTable, iso
 from node.policy import ApprovalQueue, BudgetLedger, PeerPolicy, PolicyBook, PolicyStore, SignBudget
 from node.protocol import Inbound, Rejection
 from node.sign_queue import SignQueue
@@ -42,9 +43,13 @@ class Pool(Protocol):
     def start(self) -> None: ...
     async def wait_connected(self, timeout: float) -> bool: ...
     def subscribe(self, sub_id: str, filters: list[dict[str, Any]]) -> None: ...
+    def resubscribe(self) -> int: ...
     async def publish(self, event: Event, timeout: float = 5.0) -> list[str]: ...
     def status(self) -> list[dict[str, Any]]: ...
     async def close(self) -> None: ...
+    async def set_urls(
+        self, urls: list[str], *, settle_timeout: float = 5.0, drain_timeout: float = 5.0
+    ) -> tuple[list[str], list[str]]: ...
 
 
 PoolFactory = Callable[..., Pool]
@@ -96,7 +101,7 @@ class NodeOptions:
     sign_timeout: float = 5.0
     ping_interval: float = 30.0
     first_ping_delay: float | None = None
-    sign_budget: int = 20
+    sign_budget: int = 1200
     sign_budget_window: float = 3600.0
     approval_mode: bool = False
     stamp_window: int = protocol.STAMP_WINDOW
@@ -107,6 +112,7 @@ class NodeOptions:
 
 
 SUB_ID = "igloo-node"
+RELAY_SETTLE_MAX = 5.0  # seconds a relay change waits for new relays to subscribe before dropping the old
 
 MAX_SESSIONS_IN_FLIGHT = 16
 """Signing sessions the sign queue keeps in flight at most (spread over co-signers, or pipelined to one
@@ -153,10 +159,16 @@ class NodeService:
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ping_task: asyncio.Task[None] | None = None
-        self._ecdh_cache: OrderedDict[str, bytes] = OrderedDict()
+        # NIP-44/NIP-04 for the REST routes and the NIP-46 bunker alike: secrets cached only once proven.
+        self.cipher = ProvenCipher(self._cipher_round, retry=self._retry_avoiding, emit=self.emit,
+                                   timeout=self.options.sign_timeout, cache_size=self.options.ecdh_cache_size)
         # Peers whose last ping answer said they do not handle our requests (their recv policy is off).
         self._refused_by: set[str] = set()
         self._seen_requests: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # Listening health: CLOSED answered with a new REQ, and rebuilds after every online peer went silent.
+        self._resubscribes = 0
+        self._rebuilds = 0
+        self._last_rebuild: float | None = None
         self.started_at: float | None = None
         self.ready = False
         self.active = False
@@ -167,9 +179,10 @@ class NodeService:
         with contextlib.suppress(Exception):
             self._emit_raw(type_, message, safe_data(data))
 
-    def _emit_peer(self, kind: str, pubkey: str, success: bool) -> None:
+    def _emit_peer(self, kind: str, pubkey: str, success: bool, event_type: str) -> None:
+        # eventType (Igloo Server's field): the message tag behind the change, or "timeout" for silence.
         status = self.peer_table.status_json(pubkey)
-        self.emit(kind, "", {"pubkey": pubkey, "status": status, "success": success})
+        self.emit(kind, "", {"pubkey": pubkey, "status": status, "success": success, "eventType": event_type})
 
     # -------------------------------------------------------------- lifecycle
     @property
@@ -185,7 +198,9 @@ class NodeService:
             self.sign_queue = self._new_sign_queue()
         self.started_at = self._clock()
         self._pool = self._pool_factory(
-            self.relays, on_event=self._on_event, on_state=self._on_state, on_eose=self._on_eose
+            self.relays, on_event=self._on_event, on_state=self._on_state, on_eose=self._on_eose,
+            on_closed=self._on_closed,
+            on_rtt=self._on_rtt, rtt_interval=self.options.ping_interval,
         )
         since = int(self.started_at) - self.options.since_skew
         self._pool.subscribe(SUB_ID, [protocol.subscription_filter(self.pubkey, self.peers, since)])
@@ -222,16 +237,73 @@ class NodeService:
         """The pool's per-relay status."""
         return self._pool.status() if self._pool is not None else []
 
+    async def set_relays(self, relays: list[str]) -> tuple[list[str], list[str]]:
+        """Move to ``relays`` without a restart; returns ``(added, removed)``.
+
+        The pool connects and subscribes on the new relays before it lets the removed ones go (waiting at
+        most ``sign_timeout``, and never more than ``RELAY_SETTLE_MAX`` seconds, for a new relay that does not
+        answer), so requests in flight keep waiting for their answers and get them from whichever relay
+        carries them. ``ValueError`` for an empty list.
+        """
+        wanted = list(dict.fromkeys(relays))
+        if not wanted:
+            raise ValueError("relays: at least one relay is needed")
+        if self._pool is None or not self.active:
+            self.relays = wanted
+            return [], []
+        settle = min(self.options.sign_timeout, RELAY_SETTLE_MAX)
+        drain = self.options.sign_timeout
+        added, removed = await self._pool.set_urls(wanted, settle_timeout=settle, drain_timeout=drain)
+        self.relays = wanted
+        if added or removed:
+            self.emit("info", "Relays changed", {"relays": wanted, "added": added, "removed": removed})
+        return added, removed
+
+    def _relay_entry(self, url: str) -> dict[str, Any]:
+        for entry in self.relay_status():
+            if entry.get("url") == url:
+                return entry
+        return {"url": url}
+
     def _on_state(self, url: str, state: str) -> None:
+        data = {**self._relay_entry(url), "url": url, "state": state}
         if state == "connected":
-            self.emit("bifrost", f"Relay connected: {url}", {"url": url, "state": state})
+            self.emit("bifrost", f"Relay connected: {url}", data)
         elif state in ("disconnected", "error", "closed"):
-            self.emit("warn", f"Relay disconnected: {url}", {"url": url, "state": state})
+            self.emit("warn", f"Relay disconnected: {url}", data)
+
+    def _on_rtt(self, url: str, rtt: float | None) -> None:
+        self.emit("relay-status-internal", "", {**self._relay_entry(url), "url": url, "rtt": rtt})
 
     def _on_eose(self, sub_id: str, url: str) -> None:
         if sub_id == SUB_ID and not self.ready:
             self.ready = True
             self.emit("ready", "Node is ready", {"pubkey": self.pubkey, "relay": url})
+
+    def _on_closed(self, sub_id: str, url: str, reason: str, retry_in: float) -> None:
+        if sub_id != SUB_ID:
+            return
+        self._resubscribes += 1
+        self.emit("warn", f"Relay closed the node's subscription: {url}; asking again in {retry_in:.1f}s",
+                  {"url": url, "reason": reason, "retryIn": round(retry_in, 3)})
+
+    def _check_listening(self, online_before: set[str], timed_out: set[str], answered: bool) -> None:
+        """Rebuild the subscriptions when every peer that was online went silent while relays look connected.
+
+        A relay can drop a subscription without a word (restart behind a proxy, eviction): the socket stays
+        up, pings go out, and answers never come back. Asking again costs one REQ per relay.
+        """
+        if answered or not online_before or not online_before <= timed_out or self._pool is None:
+            return
+        connected = [r["url"] for r in self.relay_status() if r.get("connected")]
+        if not connected:
+            return  # every relay is down: the connections reconnect and resubscribe by themselves
+        relays = self._pool.resubscribe()
+        self._rebuilds += 1
+        self._last_rebuild = self._clock()
+        self.emit("warn", "No online peer answered while relays look connected: subscriptions rebuilt",
+                  {"silent": sorted(online_before), "relays": connected, "resent": relays,
+                   "rebuilds": self._rebuilds})
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -329,18 +401,18 @@ class NodeService:
         accepted = await self._pool.publish(event, timeout=self.options.sign_timeout)
         return bool(accepted)
 
-    def _seen(self, pubkey: str, latency_ms: float | None = None) -> None:
+    def _seen(self, pubkey: str, tag: str, latency_ms: float | None = None) -> None:
         became_online = self.peer_table.mark_seen(pubkey, latency_ms)
         if became_online or latency_ms is not None:
-            self._emit_peer("peer-status-internal", pubkey, True)
+            self._emit_peer("peer-status-internal", pubkey, True, tag)
 
     async def _on_ping(self, inbound: Inbound) -> None:
-        self._seen(inbound.sender)
+        self._seen(inbound.sender, inbound.tag)
         self.emit("bifrost", "Ping request", {"from": inbound.sender, "id": inbound.id})
         await self._reply(inbound, protocol.PING_RES, protocol.policy_json(self.policies.get(inbound.sender)))
 
     async def _on_echo(self, inbound: Inbound) -> None:
-        self._seen(inbound.sender)
+        self._seen(inbound.sender, inbound.tag)
         ok = await self._reply(
             inbound, protocol.ECHO_RES, protocol.policy_json(self.policies.get(inbound.sender))
         )
@@ -371,7 +443,7 @@ class NodeService:
             raise Rejection(f"budget exhausted: {limit} per {window}s for this peer")
 
     async def _on_sign(self, inbound: Inbound) -> None:
-        self._seen(inbound.sender)
+        self._seen(inbound.sender, inbound.tag)
         base = {"from": inbound.sender, "id": inbound.id}
         self.emit("sign", "Signature request received", base)
         try:
@@ -396,7 +468,7 @@ class NodeService:
             self.emit("warn", "Signature response could not be published", base)
 
     async def _on_ecdh(self, inbound: Inbound) -> None:
-        self._seen(inbound.sender)
+        self._seen(inbound.sender, inbound.tag)
         base = {"from": inbound.sender, "id": inbound.id}
         self.emit("ecdh", "ECDH request received", base)
         try:
@@ -456,36 +528,47 @@ class NodeService:
         latency = (time.monotonic() - started) * 1000
         answer = answers.get(pubkey)
         if answer is None:
-            was_online = self.peer_table.mark_failed(pubkey)
-            self._emit_peer("peer-ping-internal", pubkey, False)
+            was_online = self.peer_table.mark_failed(pubkey, ping=True)
+            self._emit_peer("peer-ping-internal", pubkey, False, "timeout")
             if was_online:
-                self._emit_peer("peer-status-internal", pubkey, False)
+                self._emit_peer("peer-status-internal", pubkey, False, "timeout")
             raise NodeTimeout("ping timed out")
         try:
             policy = protocol.parse_policy(answer.data)
         except ValueError as exc:
-            self.peer_table.mark_failed(pubkey)
-            self._emit_peer("peer-ping-internal", pubkey, False)
+            self.peer_table.mark_failed(pubkey, ping=True)
+            self._emit_peer("peer-ping-internal", pubkey, False, answer.tag)
             raise PeerResponseError(str(exc)) from exc
         self.peer_table.mark_seen(pubkey, latency)
         if policy.recv:
             self._refused_by.discard(pubkey)
         else:
             self._refused_by.add(pubkey)
-        self._emit_peer("peer-ping-internal", pubkey, True)
+        self._emit_peer("peer-ping-internal", pubkey, True, answer.tag)
         return policy, latency
 
     async def ping_all(self, timeout: float | None = None) -> list[dict[str, Any]]:
-        """Ping every peer at once; one result dict per peer (Igloo Server's shape)."""
+        """Ping every peer at once; one result dict per peer (Igloo Server's shape).
+
+        When every peer that was online times out while relays look connected, the node may have gone deaf
+        (a relay dropped its subscription silently): the subscriptions are rebuilt and an event says so.
+        """
+        online_before = {p for p in self.peers if self.peer_table.is_online(p)}
+        timed_out: set[str] = set()
 
         async def one(pubkey: str) -> dict[str, Any]:
             try:
                 _, latency = await self.ping(pubkey, timeout)
                 return {"pubkey": pubkey, "success": True, "latency": round(latency, 1)}
+            except NodeTimeout as exc:
+                timed_out.add(pubkey)
+                return {"pubkey": pubkey, "success": False, "error": str(exc)}
             except NodeError as exc:
                 return {"pubkey": pubkey, "success": False, "error": str(exc)}
 
-        return list(await asyncio.gather(*(one(pk) for pk in self.peers)))
+        results = list(await asyncio.gather(*(one(pk) for pk in self.peers)))
+        self._check_listening(online_before, timed_out, any(r["success"] for r in results))
+        return results
 
     async def echo(self, challenge: str = "echo", timeout: float | None = None) -> str:
         """Send ``/echo/req`` to ourselves and wait for a relay to reflect it (spec §4.10)."""
@@ -540,9 +623,9 @@ class NodeService:
         silent = {p for p in chosen if p not in answers}
         for peer in silent:
             if self.peer_table.mark_failed(peer):
-                self._emit_peer("peer-status-internal", peer, False)
-        for peer in answers:
-            self._seen(peer)
+                self._emit_peer("peer-status-internal", peer, False, "timeout")
+        for peer, answer in answers.items():
+            self._seen(peer, answer.tag)
         return silent
 
     async def _timed_request(self, tag: str, chosen: list[str], data: str, wait: float) -> dict[str, Inbound]:
@@ -559,16 +642,18 @@ class NodeService:
                 self.peer_table.end_round(peer, began, None if at is None else (at - sent_at) * 1000)
 
     async def _cosign(self, round_: _Round, timeout: float | None,
-                      attempt: Callable[[list[str], list[int]], _Attempt[_P, _R]]) -> _R:
+                      attempt: Callable[[list[str], list[int]], _Attempt[_P, _R]],
+                      avoid: frozenset[str] = frozenset()) -> _R:
         """Ask ``threshold - 1`` co-signers until one set answers well or the deadline passes.
 
         ``attempt`` builds the request for the chosen peers and their member indexes; silent or
-        wrong peers are excluded and the next attempt goes to others while any remain.
+        wrong peers are excluded and the next attempt goes to others while any remain. Peers in
+        ``avoid`` are never asked.
         """
         self._require_active()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or self.options.sign_timeout)
-        excluded: set[str] = set()
+        excluded: set[str] = set(avoid)
         last_error: NodeError | None = None
         while True:
             remaining = deadline - loop.time()
@@ -659,23 +744,25 @@ class NodeService:
                      template.get("tags", []), template.get("content", ""), entry[2])
 
     async def ecdh(self, pubkey: object, timeout: float | None = None) -> bytes:
-        """Threshold ECDH with ``pubkey`` (x-only hex, or 02/03-prefixed): the 33-byte shared point."""
-        ecdh_pk = _curve_pubkey(pubkey, "pubkey")
-        cached = self._ecdh_cache.get(ecdh_pk)
-        if cached is not None:
-            self._ecdh_cache.move_to_end(ecdh_pk)
-            return cached
+        """Threshold ECDH with ``pubkey`` (x-only hex, or 02/03-prefixed): the 33-byte shared point.
 
-        def attempt(chosen: list[str], members: list[int]) -> _Attempt[EcdhPackage, bytes]:
+        Always a fresh round: a combined result cannot be checked, so nothing unproven is kept here
+        (``self.cipher`` caches secrets once a NIP-44 MAC has proven them).
+        """
+        ecdh_pk = _curve_pubkey(pubkey, "pubkey")
+        return (await self._ecdh_round(ecdh_pk, timeout, frozenset())).point
+
+    async def _ecdh_round(self, ecdh_pk: str, timeout: float | None, avoid: frozenset[str]) -> SharedSecret:
+        """One threshold ECDH with the co-signers (none of ``avoid``): the point and every key share."""
+
+        def attempt(chosen: list[str], members: list[int]) -> _Attempt[EcdhPackage, SharedSecret]:
             own = create_ecdh_pkg(self.group, self._share, members, ecdh_pk)
 
-            def finish(pkgs: list[EcdhPackage]) -> bytes:
-                secret = combine_ecdh_pkgs([own, *pkgs])
-                self._ecdh_cache[ecdh_pk] = secret
-                while len(self._ecdh_cache) > self.options.ecdh_cache_size:
-                    self._ecdh_cache.popitem(last=False)
+            def finish(pkgs: list[EcdhPackage]) -> SharedSecret:
+                point = combine_ecdh_pkgs([own, *pkgs])
                 self.emit("ecdh", "ECDH shares aggregated", {"ecdh_pk": ecdh_pk, "peers": chosen})
-                return secret
+                keyshares = tuple((self.group.commit_for(pkg.idx).pubkey_xonly, pkg) for pkg in [own, *pkgs])
+                return SharedSecret(point, tuple(chosen), keyshares)
 
             return _Attempt(
                 data=protocol.compact(own.to_json()),
@@ -686,30 +773,58 @@ class NodeService:
                 finish=finish,
             )
 
-        return await self._cosign(_ECDH_ROUND, timeout, attempt)
+        return await self._cosign(_ECDH_ROUND, timeout, attempt, avoid)
+
+    def _usable_without(self, avoid: frozenset[str]) -> int:
+        """How many peers we may ask (send policy on) outside ``avoid``."""
+        return sum(1 for p in self.peers if p not in avoid and self.policies.get(p).send)
+
+    async def _cipher_round(self, peer: str, avoid: frozenset[str], timeout: float) -> SharedSecret:
+        """The cipher's ECDH round; co-signers caught sending a wrong key share sit out while others can."""
+        wary = avoid | self.cipher.wrong_cosigners
+        if wary != avoid and self._usable_without(wary) >= self.threshold - 1:
+            avoid = wary
+        return await self._ecdh_round(peer, timeout, avoid)
+
+    def _retry_avoiding(self, first: SharedSecret) -> frozenset[str] | None:
+        """Who to leave out of a second ECDH round after ``first`` failed to open a payload.
+
+        None of ``first``'s co-signers when enough other peers are online (then the set whose secret a
+        MAC verifies tells who was wrong); else the first of them, replaced by an online peer; ``None``
+        when no other peer is online to form another set.
+        """
+        used = frozenset(first.cosigners)
+        if not used:
+            return None  # a 1-of-n group combines our own share alone: there is no co-signer to doubt
+        online = [p for p in self.peers
+                  if p not in used and self.policies.get(p).send and self.peer_table.is_online(p)]
+        if len(online) >= len(used):
+            return used
+        return frozenset(first.cosigners[:1]) if online else None
 
     async def encrypt(self, scheme: str, peer_pubkey: object, content: object) -> str:
         """``content`` encrypted from the group key to ``peer_pubkey`` with ``scheme`` (nip44 | nip04).
 
-        The shared secret comes from threshold ECDH with the co-signers. ``ValueError`` names the
-        parameter at fault (``peer_pubkey: ...``, ``content: ...``, ``scheme: ...``); a ``NodeError`` when
-        the co-signers do not answer well.
+        The shared secret comes from threshold ECDH with the co-signers (``self.cipher``: a proven secret
+        when there is one). ``ValueError`` names the parameter at fault (``peer_pubkey: ...``,
+        ``content: ...``, ``scheme: ...``); a ``NodeError`` when the co-signers do not answer well.
         """
-        point, text = await self._cipher_input(scheme, peer_pubkey, content, encrypting=True)
-        return ciphers.encrypt(scheme, point, text)
+        peer = _curve_pubkey(peer_pubkey, "peer_pubkey")
+        text = ciphers.check_input(scheme, content, encrypting=True)
+        self._require_active()
+        return await self.cipher.encrypt(scheme, peer, text)
 
     async def decrypt(self, scheme: str, peer_pubkey: object, content: object) -> str:
-        """The plaintext of ``content`` that ``peer_pubkey`` encrypted to the group key."""
-        point, text = await self._cipher_input(scheme, peer_pubkey, content, encrypting=False)
-        return ciphers.decrypt(scheme, point, text)
+        """The plaintext of ``content`` that ``peer_pubkey`` encrypted to the group key.
 
-    async def _cipher_input(
-        self, scheme: str, peer_pubkey: object, content: object, *, encrypting: bool
-    ) -> tuple[bytes, str]:
-        """The ECDH shared point with the peer and the checked content (both checked before the round)."""
+        A malformed payload is refused before any ECDH round; a payload that does not open is refused
+        with ``ValueError`` (``content: ...``) once the proven-secret rule of :mod:`node.ciphers` has
+        ruled out a wrong co-signer share where it can.
+        """
         peer = _curve_pubkey(peer_pubkey, "peer_pubkey")
-        text = ciphers.check_input(scheme, content, encrypting=encrypting)
-        return await self.ecdh(peer), text
+        text = ciphers.check_input(scheme, content, encrypting=False)
+        self._require_active()
+        return await self.cipher.decrypt(scheme, peer, text)
 
     # ------------------------------------------------------------- dashboard
     def peers_json(self) -> list[dict[str, Any]]:
@@ -738,4 +853,9 @@ class NodeService:
             "approvalMode": self.options.approval_mode,
             "pendingApprovals": len(self.approvals.pending()),
             "signBudget": {"limit": self.budget.limit, "window": int(self.budget.window)},
+            "listening": {
+                "resubscribes": self._resubscribes,
+                "rebuilds": self._rebuilds,
+                "lastRebuild": iso(self._last_rebuild),
+            },
         }

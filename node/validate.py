@@ -8,6 +8,7 @@ can go straight into a 400 response or a configuration error.
 from __future__ import annotations
 
 import json
+import re
 from typing import TypeGuard
 from urllib.parse import urlsplit
 
@@ -120,3 +121,68 @@ def sighash_vectors(
     if len({vector[0] for vector in out}) != len(out):
         raise ValueError(f"{field}: sighashes must be unique")
     return out
+
+
+# ------------------------------------------------------------------------------------- redaction
+
+REDACTED_PART = "***"
+_RELAY_URL_IN_TEXT = re.compile(r"wss?://[^\s\"'<>\\]+", re.IGNORECASE)
+_TRAILING_PUNCTUATION = ".,;:!)]}"
+
+
+def redact_relay_url(url: str) -> str:
+    """``url`` without what may be a credential: user info becomes ``***@`` and a query ``?***``.
+
+    ``ws://user:pass@relay.example/path?auth=token`` → ``ws://***@relay.example/path?***``. The same URL
+    always gives the same text, so a redacted URL still names one relay (``unredact_relay_urls`` maps it
+    back). A URL that cannot be split keeps only its scheme.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return url.split("://", 1)[0] + "://" + REDACTED_PART
+    if not host or (parts.username is None and parts.password is None and not parts.query
+                    and not parts.fragment and "@" not in parts.netloc):
+        return url if host else url.split("://", 1)[0] + "://" + REDACTED_PART
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    if "@" in parts.netloc:
+        netloc = f"{REDACTED_PART}@{netloc}"
+    query = f"?{REDACTED_PART}" if parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{netloc}{parts.path}{query}"
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every ws:// or wss:// URL in it passed through ``redact_relay_url``."""
+    if "://" not in text:
+        return text
+    return _RELAY_URL_IN_TEXT.sub(_redact_match, text)
+
+
+def _redact_match(found: re.Match[str]) -> str:
+    url = found.group(0)
+    kept = url.rstrip(_TRAILING_PUNCTUATION)  # "ws://relay/, and": the comma ends the sentence, not the URL
+    return redact_relay_url(kept) + url[len(kept):]
+
+
+def redact_urls_in(value: object) -> object:
+    """A JSON-like value (dicts, lists, strings) with ``redact_urls`` applied to every string in it."""
+    if isinstance(value, str):
+        return redact_urls(value)
+    if isinstance(value, dict):
+        return {key: redact_urls_in(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_urls_in(item) for item in value]
+    return value
+
+
+def unredact_relay_urls(urls: list[str], known: list[str] | tuple[str, ...]) -> list[str]:
+    """``urls`` with each redacted form of a ``known`` URL replaced by that URL.
+
+    A form that showed relays redacted can be sent back unchanged without losing their credentials.
+    """
+    originals = {redact_relay_url(url): url for url in known}
+    return [originals.get(url, url) for url in urls]

@@ -4,7 +4,8 @@ A connection is *local* when it comes straight from one of ``local_addresses`` (
 node's own connection to its embedded relay) with no proxy header (``X-Forwarded-For``, ``X-Real-IP``,
 ``Forwarded``). A reverse proxy on the same machine also connects from 127.0.0.1, but it adds those headers,
 so what it forwards counts as an outsider: under the proxy's address, or under the client's own when
-``TRUST_PROXY`` lets Tornado read it from the headers. A forged header only ever makes a client an outsider.
+``TRUST_PROXY`` lets ``handlers/proxy.py`` read it from the headers. A forged header only ever makes a client
+an outsider.
 
 - Local connections skip the per-address cap, and ``local_reserved`` of the ``max_connections`` slots are
   theirs alone, so outsiders filling the relay cannot lock the node out. Each pays its own token bucket.

@@ -5,9 +5,10 @@ All access happens on the IOLoop thread (queries are short); bcrypt, the slow pa
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,50 @@ MIGRATIONS: list[str] = [
     CREATE INDEX nip46_requests_status ON nip46_requests(status, created_at);
     CREATE INDEX nip46_requests_created ON nip46_requests(created_at);
     """,
+    # Roles (every account made before roles existed was made as the administrator, so it stays one; new
+    # accounts default to the least role), named API keys (store/apikeys.py: only a SHA-256 of each token),
+    # and the keyset's display name (store/keyset.py).
+    """
+    ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'user' CHECK (role IN ('admin', 'user'));
+    UPDATE users SET role = 'admin';
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        prefix TEXT NOT NULL,
+        key_hash BLOB NOT NULL UNIQUE,
+        label TEXT,
+        scope TEXT NOT NULL CHECK (scope IN ('full', 'read')),
+        created_by_user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        created_by_admin INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        last_used_at REAL,
+        last_used_ip TEXT,
+        revoked_at REAL,
+        revoked_reason TEXT
+    );
+    CREATE TABLE keyset_name (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        name TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
+    # The dashboard: signing activity counted per time bucket (store/activity.py, pruned after a week),
+    # and the relay list set there or with /api/relays, which wins over RELAYS until cleared (store/relays).
+    """
+    CREATE TABLE activity (
+        bucket INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        role TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (bucket, kind, role, outcome)
+    ) WITHOUT ROWID;
+    CREATE TABLE node_relays (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        relays TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -161,6 +206,18 @@ class Database:
         """Run one statement (auto-committed)."""
         with self._lock:
             return self._conn.execute(sql, params)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything the stores write inside the block commits together, or not at all (BEGIN IMMEDIATE)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
 
     def executemany_in_transaction(self, steps: Iterable[tuple[str, Sequence[Any]]]) -> None:
         """Run several statements in one transaction."""

@@ -27,6 +27,7 @@ class Session:
     username: str
     last_seen: float
     expires_at: float
+    role: str = "user"  # the account's role, read with the session (a changed role applies at once)
 
 
 class SessionStore:
@@ -62,8 +63,8 @@ class SessionStore:
     def lookup_hash(self, id_hash: bytes, touch: bool = False) -> Session | None:
         """Like ``lookup`` but by stored hash (used to re-check open event sockets)."""
         row = self._db.query_one(
-            "SELECT s.user_id, s.last_seen, u.username FROM sessions s JOIN users u ON u.id = s.user_id "
-            "WHERE s.id_hash = ?",
+            "SELECT s.user_id, s.last_seen, u.username, u.role FROM sessions s "
+            "JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?",
             (id_hash,),
         )
         if row is None:
@@ -81,7 +82,7 @@ class SessionStore:
                 self._db.execute("UPDATE sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash))
                 last_seen = now
         user_id, username = int(row["user_id"]), str(row["username"])
-        return Session(id_hash, user_id, username, last_seen, last_seen + self.timeout)
+        return Session(id_hash, user_id, username, last_seen, last_seen + self.timeout, str(row["role"]))
 
     def delete(self, session_id: str) -> bytes:
         """End a session; return its hash (so open sockets bound to it can be closed)."""
@@ -110,6 +111,19 @@ class SessionStore:
             )
             alive.update(bytes(r["id_hash"]) for r in rows)
         return alive
+
+    def user_session_hashes(self, user_id: int) -> list[bytes]:
+        """The hashes of every session of ``user_id``."""
+        rows = self._db.query_all("SELECT id_hash FROM sessions WHERE user_id = ?", (user_id,))
+        return [bytes(r["id_hash"]) for r in rows]
+
+    def end_user_sessions(self, user_id: int, keep: bytes | None = None) -> list[bytes]:
+        """Delete every session of ``user_id`` except ``keep``; return the hashes deleted (so open event
+        sockets bound to them can be closed)."""
+        ended = [h for h in self.user_session_hashes(user_id) if h != keep]
+        for id_hash in ended:
+            self._db.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+        return ended
 
     def delete_hash(self, id_hash: bytes) -> None:
         """End a session given its stored hash."""

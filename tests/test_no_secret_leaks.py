@@ -137,17 +137,19 @@ async def test_no_secret_leaks(tmp_path: Path) -> None:
         code, _ = await call("POST", "/api/auth/login", {"username": "alice", "password": PASSWORD}, anon)
         for sid in session_ids:
             await call("POST", "/api/auth/logout", headers={"X-Session-ID": sid}, raw="")
-        await asyncio.sleep(0.3)
-        # The whole stored history, from a fresh client.
+        # The whole stored history, from a fresh client: up to the last seq its greeting names.
         history = await a.events(since=0)
+        greeting = await asyncio.wait_for(history.read_message(), 5.0)
+        assert greeting is not None
+        frames.append(str(greeting))
+        last_seq = json.loads(greeting)["data"]["lastSeq"]
         while True:
-            try:
-                message = await asyncio.wait_for(history.read_message(), 1.0)
-            except TimeoutError:
-                break
-            if message is None:
-                break
+            message = await asyncio.wait_for(history.read_message(), 5.0)
+            assert message is not None, "the history ended before the greeting's lastSeq"
             frames.append(str(message))
+            seq = json.loads(message).get("seq")
+            if isinstance(seq, int) and seq >= last_seq:
+                break
         history.close()
         ws.close()
         await asyncio.wait_for(recorder, 5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,3 +99,34 @@ def combine_ecdh_pkgs(pkgs: list[EcdhPackage]) -> bytes:
             raise ValueError(f"ecdh keyshare from member {pkg.idx} is not a valid point")
         points.append(point)
     return curve.point_add(*points)
+
+
+def wrong_keyshares(wrong: Sequence[EcdhPackage], proven: Sequence[EcdhPackage]) -> tuple[list[int], bool]:
+    """Who sent a wrong key share: the members of ``wrong`` to blame, and whether that blame is certain.
+
+    ``wrong`` is a set of packages whose sum was wrong; ``proven`` a set for the same ``ecdh_pk`` whose
+    sum was proven right (a NIP-44 MAC verified with it). v1 key shares carry no proof, but a member in
+    both sets must send ``λ_W·x·P`` and ``λ_P·x·P``, so its share in ``wrong`` is checked against
+    ``(λ_W/λ_P)·K_P``; one that breaks that ratio is certainly wrong. When every shared member checks
+    out, the error is among the members only in ``wrong``: certain when that is one member, otherwise
+    all of them are suspects (``False``). Assumes the members of ``proven`` do not cancel each other's
+    errors (that would take collusion).
+    """
+    wrong_members = sorted(pkg.idx for pkg in wrong)
+    proven_members = sorted(pkg.idx for pkg in proven)
+    proven_by_idx = {pkg.idx: pkg for pkg in proven}
+    liars: list[int] = []
+    unchecked: list[int] = []
+    for pkg in wrong:
+        other = proven_by_idx.get(pkg.idx)
+        if other is None:
+            unchecked.append(pkg.idx)
+            continue
+        ratio = frost.lagrange(pkg.idx, wrong_members) * pow(frost.lagrange(pkg.idx, proven_members), -1,
+                                                                curve.N)
+        expected = curve.point_mul(bytes.fromhex(other.keyshare), ratio)
+        if bytes.fromhex(pkg.keyshare) != expected:
+            liars.append(pkg.idx)
+    if liars:
+        return sorted(liars), True
+    return sorted(unchecked), len(unchecked) == 1

@@ -6,8 +6,8 @@
 - ``permissions``: allow / ask / deny per method and per kind (pure)
 - ``records``: sessions, requests and their state machine, the storage Protocol
 - ``uri``: ``bunker://`` and ``nostrconnect://`` links (pure)
-- ``cipher``: NIP-44/NIP-04 through threshold ECDH, caching only MAC-proven secrets
 - ``signer``: what the bunker needs from the node (a Protocol); ``node_signer``: the adapter over NodeManager
+  (NIP-44/NIP-04 through the node's own cipher, ``node.ciphers``)
 """
 
 from node.nip46.bunker import ACTIONS, Bunker, BunkerOptions, BunkerUnavailable

@@ -880,6 +880,6 @@ def _message(exc: BaseException) -> str:
 def _new_seckey() -> bytes:
     while True:
         seckey = secrets.token_bytes(32)
-        if 0 < int.from_bytes(seckey, "big") < curve.N:
+        if curve.is_valid_seckey(seckey):
             return seckey
 

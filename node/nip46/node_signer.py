@@ -1,27 +1,24 @@
-"""The one adapter between the bunker and today's node: NodeManager, NodeService, its sign queue, ECDH.
+"""The one adapter between the bunker and the node: NodeManager, NodeService, its sign queue and its cipher.
 
-When the node's own API grows a sign-event-id call and a node-level cipher (with the proven-secret rule of
-:mod:`node.nip46.cipher`), only this module changes.
+NIP-44/NIP-04 go through ``NodeService.encrypt``/``decrypt``, the same path as the REST routes, so both share
+the node's rule for ECDH secrets (:mod:`node.ciphers`: cached only once a MAC has proven them).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from node.ciphers import ProvenCipher
 from node.crypto import curve
 from node.errors import NodeUnavailable, PeerResponseError
-from node.nip46.cipher import ProvenCipher
 from node.service import NodeService
 
 
 class NodeSigner:
     """``GroupSigner`` over a ``NodeManager`` (whose service is replaced when credentials change)."""
 
-    def __init__(self, manager: Any, *, cache_size: int = 256) -> None:
+    def __init__(self, manager: Any) -> None:
         self._manager = manager
-        self._cache_size = cache_size
-        self._cipher_for: NodeService | None = None
-        self._cipher: ProvenCipher | None = None
 
     def _service(self) -> NodeService:
         service: NodeService | None = self._manager.service
@@ -49,32 +46,13 @@ class NodeSigner:
         return sig
 
     def cipher(self) -> ProvenCipher:
-        """The proven-secret cipher of the running node (a new node starts with an empty cache)."""
-        service = self._service()
-        if self._cipher is None or self._cipher_for is not service:
-            self._cipher = ProvenCipher(self._derive_for(service), cache_size=self._cache_size)
-            self._cipher_for = service
-        return self._cipher
-
-    @staticmethod
-    def _derive_for(service: NodeService) -> Any:
-        async def derive(peer: str) -> bytes:
-            # NodeService.ecdh keeps every combined secret, proven or not; the bunker must never read an
-            # unproven one, so it is dropped from that cache before and after the round.
-            cache = getattr(service, "_ecdh_cache", {})
-            cache.pop(peer, None)
-            try:
-                point = await service.ecdh(peer, service.options.sign_timeout)
-            finally:
-                cache.pop(peer, None)
-            return curve.xonly(point)
-
-        return derive
+        """The running node's cipher (a new node starts with an empty cache)."""
+        return self._service().cipher
 
     async def encrypt(self, scheme: str, peer: str, plaintext: str) -> str:
         """Threshold-ECDH encryption."""
-        return await self.cipher().encrypt(scheme, peer, plaintext)
+        return await self._service().encrypt(scheme, peer, plaintext)
 
     async def decrypt(self, scheme: str, peer: str, payload: str) -> str:
         """Threshold-ECDH decryption."""
-        return await self.cipher().decrypt(scheme, peer, payload)
+        return await self._service().decrypt(scheme, peer, payload)

@@ -35,10 +35,8 @@ def encrypt_gen(shared_x: bytes, plaintext: str) -> str:
     return encrypt(shared_x, plaintext, secrets.token_bytes(16))
 
 
-def decrypt(shared_x: bytes, payload: str) -> str:
-    """Decrypt; ``ValueError`` on a malformed payload or bad padding (NIP-04 has no MAC)."""
-    if len(shared_x) != 32:
-        raise ValueError("nip04 shared key must be 32 bytes")
+def parse_payload(payload: str) -> tuple[bytes, bytes]:
+    """``(ciphertext, iv)`` of a well-formed payload, checked without a key; ``ValueError`` says why."""
     if not isinstance(payload, str):
         raise ValueError("nip04 payload must be a string")
     parts = payload.split("?iv=")
@@ -48,6 +46,14 @@ def decrypt(shared_x: bytes, payload: str) -> str:
     iv = _b64decode(parts[1], "iv")
     if len(iv) != 16 or not ct or len(ct) % 16:
         raise ValueError("nip04 iv or ciphertext has the wrong length")
+    return ct, iv
+
+
+def decrypt(shared_x: bytes, payload: str) -> str:
+    """Decrypt; ``ValueError`` on a malformed payload or bad padding (NIP-04 has no MAC)."""
+    if len(shared_x) != 32:
+        raise ValueError("nip04 shared key must be 32 bytes")
+    ct, iv = parse_payload(payload)
     dec = Cipher(algorithms.AES(shared_x), modes.CBC(iv)).decryptor()
     padded = dec.update(ct) + dec.finalize()
     unpadder = padding.PKCS7(128).unpadder()

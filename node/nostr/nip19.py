@@ -32,10 +32,10 @@ def nsec_encode(seckey: bytes) -> str:
 
 def nsec_decode(text: str) -> bytes:
     """The 32-byte secret key of an ``nsec1…`` string (must be in 1..n-1)."""
-    key = _decode("nsec", text)
-    if not 0 < int.from_bytes(key, "big") < curve.N:
+    seckey = _decode("nsec", text)
+    if not curve.is_valid_seckey(seckey):  # libsecp256k1's range check: the key never becomes an int
         raise ValueError("nsec is not a valid secp256k1 secret key")
-    return key
+    return seckey
 
 
 def npub_encode(pubkey: bytes) -> str:

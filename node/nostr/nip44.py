@@ -39,7 +39,8 @@ def calc_padded_len(length: int) -> int:
     return chunk * ((length - 1) // chunk + 1)
 
 
-def _message_keys(conv_key: bytes, nonce: bytes) -> tuple[bytes, bytes, bytes]:
+def message_keys(conv_key: bytes, nonce: bytes) -> tuple[bytes, bytes, bytes]:
+    """``(chacha_key, chacha_nonce, hmac_key)``: HKDF-Expand(conv_key, nonce, 76 bytes) split 32/12/32."""
     if len(conv_key) != 32:
         raise ValueError("nip44 conversation key must be 32 bytes")
     if len(nonce) != 32:
@@ -64,7 +65,7 @@ def encrypt(conv_key: bytes, plaintext: str, nonce: bytes) -> str:
     raw = plaintext.encode("utf-8")
     if not 1 <= len(raw) <= 65535:
         raise ValueError("nip44 plaintext must be 1 to 65535 bytes")
-    chacha_key, chacha_nonce, hmac_key = _message_keys(conv_key, nonce)
+    chacha_key, chacha_nonce, hmac_key = message_keys(conv_key, nonce)
     padded = len(raw).to_bytes(2, "big") + raw + bytes(calc_padded_len(len(raw)) - len(raw))
     ct = _chacha(chacha_key, chacha_nonce, padded)
     mac = hmac.new(hmac_key, nonce + ct, hashlib.sha256).digest()
@@ -76,8 +77,8 @@ def encrypt_gen(conv_key: bytes, plaintext: str) -> str:
     return encrypt(conv_key, plaintext, secrets.token_bytes(32))
 
 
-def decrypt(conv_key: bytes, payload: str) -> str:
-    """Decrypt and authenticate; ``ValueError`` names what is wrong."""
+def parse_payload(payload: str) -> tuple[bytes, bytes, bytes]:
+    """``(nonce, ciphertext, mac)`` of a well-formed v2 payload, checked without a key (``ValueError``)."""
     if not isinstance(payload, str):
         raise ValueError("nip44 payload must be a string")
     if payload.startswith("#"):
@@ -92,8 +93,13 @@ def decrypt(conv_key: bytes, payload: str) -> str:
         raise ValueError("nip44 payload has an invalid decoded length")
     if data[0] != VERSION:
         raise ValueError(f"nip44 payload has unknown version {data[0]}")
-    nonce, ct, mac = data[1:33], data[33:-32], data[-32:]
-    chacha_key, chacha_nonce, hmac_key = _message_keys(conv_key, nonce)
+    return data[1:33], data[33:-32], data[-32:]
+
+
+def decrypt(conv_key: bytes, payload: str) -> str:
+    """Decrypt and authenticate; ``ValueError`` names what is wrong."""
+    nonce, ct, mac = parse_payload(payload)
+    chacha_key, chacha_nonce, hmac_key = message_keys(conv_key, nonce)
     expected = hmac.new(hmac_key, nonce + ct, hashlib.sha256).digest()
     if not hmac.compare_digest(expected, mac):
         raise ValueError("nip44 payload has an invalid MAC")

@@ -3,6 +3,10 @@
 A relay that is down, slow or hostile only ever affects its own connection: every wait is
 bounded, frames are parsed strictly and anything wrong is logged at debug (without payloads)
 and dropped. Too many bad frames in one session and the connection is dropped and retried later.
+
+While connected, the connection can measure the relay's round-trip time with a NIP-01 probe: a
+``REQ`` whose filter matches nothing, timed until the relay's ``EOSE`` (or ``CLOSED``), then closed.
+Any relay answers that, so the number means the same thing for every relay.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from typing import Any
 from tornado import websocket
 from tornado.httpclient import HTTPRequest
 
-from node.nostr.messages import RelayMessage, RelayOk, build_req, parse_relay_message
+from node.nostr.messages import (
+    RelayClosed,
+    RelayEose,
+    RelayMessage,
+    RelayOk,
+    build_close,
+    build_req,
+    parse_relay_message,
+)
 
 log = logging.getLogger("igloo.transport")
 
@@ -30,6 +42,12 @@ MAX_BAD_FRAMES = 100
 
 STABLE_AFTER = 10.0
 """A session that lasted this long resets the backoff to its initial delay."""
+
+PROBE_TIMEOUT = 10.0
+"""Seconds a round-trip probe waits for the relay's answer before it counts as lost."""
+
+PROBE_FILTER: dict[str, Any] = {"ids": ["0" * 64], "limit": 1}
+"""Matches no event (no event id is 64 zeros), so the relay answers with EOSE at once."""
 
 
 def _iso_now() -> str:
@@ -62,6 +80,8 @@ class RelayConnection:
         backoff_max: float = 30.0,
         max_message_size: int = 256 * 1024,
         ping_interval: float | None = 30.0,
+        rtt_interval: float | None = None,
+        on_rtt: Callable[[RelayConnection], None] | None = None,
     ) -> None:
         if not url.startswith(("ws://", "wss://")):
             raise ValueError("relay URL must start with ws:// or wss://")
@@ -70,6 +90,8 @@ class RelayConnection:
         self.last_error: str | None = None
         self.reconnects = 0
         self.connected_at: str | None = None
+        self.rtt_ms: float | None = None  # the last round-trip probe, milliseconds
+        self.rtt_at: str | None = None
         self._subscriptions = subscriptions
         self._on_message = on_message
         self._on_state = on_state
@@ -84,6 +106,14 @@ class RelayConnection:
         self._pending: dict[str, list[asyncio.Future[tuple[bool, str]]]] = {}
         self._bad_frames = 0
         self._closed = False
+        self._rtt_interval = rtt_interval
+        self._on_rtt = on_rtt
+        self._probe: tuple[str, asyncio.Future[bool]] | None = None
+        self._probes = 0
+        self._awaiting_eose: set[str] = set()
+        self._synced = asyncio.Event()  # connected, and every subscription sent on connect has its EOSE
+        self._idle = asyncio.Event()  # no publish waiting for its OK
+        self._idle.set()
 
     # ----- lifecycle --------------------------------------------------------------------------
 
@@ -117,6 +147,26 @@ class RelayConnection:
             return False
         return True
 
+    async def wait_synced(self, timeout: float) -> bool:
+        """Wait until connected with every subscription answered (EOSE or CLOSED); False on timeout."""
+        if self._synced.is_set() or timeout <= 0:
+            return self._synced.is_set()
+        try:
+            await asyncio.wait_for(self._synced.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until no publish is waiting for its OK; False on timeout."""
+        if self._idle.is_set() or timeout <= 0:
+            return self._idle.is_set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     def _set_state(self, state: str) -> None:
         if state == self.state:
             return
@@ -125,6 +175,7 @@ class RelayConnection:
             self._connected.set()
         else:
             self._connected.clear()
+            self._synced.clear()
         try:
             self._on_state(self)
         except Exception as exc:  # noqa: BLE001 - a callback or a socket must not end the loop
@@ -191,17 +242,89 @@ class RelayConnection:
         self.connected_at = _iso_now()
         self._set_state(CONNECTED)
         log.debug("transport: connected to %s", self.url)
+        self._awaiting_eose = set(self._subscriptions)
+        if not self._awaiting_eose:
+            self._synced.set()
         for sub_id, filters in list(self._subscriptions.items()):
             self.send(build_req(sub_id, filters))
-        while not self._closed:
-            message = await ws.read_message()
-            if message is None:
+        prober = asyncio.ensure_future(self._probe_loop()) if self._rtt_interval is not None else None
+        try:
+            while not self._closed:
+                message = await ws.read_message()
+                if message is None:
+                    return None
+                self._handle(message)
+                if self._bad_frames > MAX_BAD_FRAMES:
+                    log.debug("transport: dropping %s after %d invalid frames", self.url, self._bad_frames)
+                    return "too many invalid frames"
+            return None
+        finally:
+            if prober is not None:
+                prober.cancel()
+
+    # ----- round-trip time --------------------------------------------------------------------
+
+    async def _probe_loop(self) -> None:
+        interval = self._rtt_interval
+        assert interval is not None
+        while self.state == CONNECTED and not self._closed:
+            await self.measure_rtt()
+            await asyncio.sleep(max(interval, 0.05))
+
+    async def measure_rtt(self, timeout: float = PROBE_TIMEOUT) -> float | None:
+        """Time one probe REQ until the relay's EOSE or CLOSED: milliseconds, or None (not connected, lost).
+
+        Probes run one at a time; the result is kept in ``rtt_ms`` and reported through ``on_rtt``.
+        """
+        if self._probe is not None or self.state != CONNECTED:
+            return self.rtt_ms if self._probe is not None else None
+        self._probes += 1
+        sub_id = f"rtt-{self._probes}"
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._probe = (sub_id, future)
+        started = time.monotonic()
+        try:
+            if not self.send(build_req(sub_id, [PROBE_FILTER])):
                 return None
-            self._handle(message)
-            if self._bad_frames > MAX_BAD_FRAMES:
-                log.debug("transport: dropping %s after %d invalid frames", self.url, self._bad_frames)
-                return "too many invalid frames"
-        return None
+            try:
+                closed_by_relay = await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                self.rtt_ms = None
+                self.last_error = f"no answer to a round-trip probe within {timeout:g}s"
+                self._report_rtt()
+                return None
+            self.rtt_ms = round((time.monotonic() - started) * 1000, 1)
+            self.rtt_at = _iso_now()
+            if not closed_by_relay:
+                self.send(build_close(sub_id))
+            self._report_rtt()
+            return self.rtt_ms
+        finally:
+            self._probe = None
+
+    def _report_rtt(self) -> None:
+        if self._on_rtt is None:
+            return
+        try:
+            self._on_rtt(self)
+        except Exception as exc:  # noqa: BLE001 - a callback or a socket must not end the loop
+            log.warning("transport: rtt callback raised %s", type(exc).__name__)
+
+    def _probe_answered(self, parsed: RelayMessage) -> bool:
+        """Resolve the running probe when ``parsed`` answers it; True when the frame was the probe's."""
+        probe = self._probe
+        if probe is None or not isinstance(parsed, RelayEose | RelayClosed) or parsed.sub_id != probe[0]:
+            return False
+        if not probe[1].done():
+            probe[1].set_result(isinstance(parsed, RelayClosed))
+        return True
+
+    def _note_answered(self, parsed: RelayMessage) -> None:
+        """Count the first answer (EOSE or CLOSED) to each subscription sent on connect."""
+        if isinstance(parsed, RelayEose | RelayClosed) and parsed.sub_id in self._awaiting_eose:
+            self._awaiting_eose.discard(parsed.sub_id)
+            if not self._awaiting_eose and self.state == CONNECTED:
+                self._synced.set()
 
     # ----- frames -----------------------------------------------------------------------------
 
@@ -216,6 +339,9 @@ class RelayConnection:
         except ValueError as exc:
             self.note_bad_frame(str(exc)[:120])
             return
+        if self._probe_answered(parsed):
+            return
+        self._note_answered(parsed)
         if isinstance(parsed, RelayOk):
             waiters = self._pending.get(parsed.event_id)
             if waiters:
@@ -248,6 +374,7 @@ class RelayConnection:
             return False, "not connected"
         future: asyncio.Future[tuple[bool, str]] = loop.create_future()
         self._pending.setdefault(event_id, []).append(future)
+        self._idle.clear()
         try:
             if not self.send(frame):
                 return False, "not connected"
@@ -261,6 +388,8 @@ class RelayConnection:
                 waiters.remove(future)
             if not waiters:
                 self._pending.pop(event_id, None)
+            if not self._pending:
+                self._idle.set()
 
     def _fail_pending(self, reason: str) -> None:
         for waiters in self._pending.values():

@@ -1,12 +1,13 @@
-/* Igloo dashboard: renders the live event log and the peers panel from window.IglooEvents.
- * It never opens a socket itself; events.js owns the stream. Loaded right after events.js (both at the end of body), so no frame arrives before it listens.
+/* Igloo dashboard: the live event log (filter by several types and by text, pause and resume, download what is
+ * shown as JSON lines), the signer's running state and the copy buttons. It never opens a socket itself:
+ * events.js owns the stream. Loaded right after events.js, so no frame arrives before it listens.
+ * The relays, peers and activity cards have their own scripts (relays.js, peers.js, activity.js).
  */
 (function () {
   'use strict';
 
   var MAX_ROWS = 500;
   var HIDDEN_TYPES = { pong: true };   // replies to our own heartbeat, not news
-  var PEER_TYPES = ['peer-status-internal', 'peer-ping-internal'];
 
   var E = window.IglooEvents;
   if (!E) return;
@@ -26,16 +27,11 @@
     return d.toLocaleTimeString([], { hour12: false });
   }
 
-  function ago(iso) {
-    if (!iso) return 'never';
-    var t = new Date(iso).getTime();
-    if (isNaN(t)) return 'never';
-    var s = Math.max(0, Math.round((Date.now() - t) / 1000));
-    if (s < 5) return 'just now';
-    if (s < 60) return s + ' s ago';
-    if (s < 3600) return Math.floor(s / 60) + ' min ago';
-    if (s < 86400) return Math.floor(s / 3600) + ' h ago';
-    return Math.floor(s / 86400) + ' d ago';
+  /** Peer keys arrive both x-only and 33-byte compressed; show the x coordinate, shortened. */
+  function shortKey(pk) {
+    var x = String(pk || '').toLowerCase();
+    if (x.length === 66 && (x.indexOf('02') === 0 || x.indexOf('03') === 0)) x = x.slice(2);
+    return x.length > 20 ? x.slice(0, 8) + '…' + x.slice(-8) : x;
   }
 
   /* ---------------------------------------------------------------- event log */
@@ -43,14 +39,50 @@
   var log = $('#event-log');
   var list = log && $('[data-log-list]', log);
   var countEl = log && $('[data-log-count]', log);
-  var filterEl = log && $('[data-log-filter]', log);
-  var clearBtn = log && $('[data-log-clear]', log);
   var emptyEl = log && $('[data-log-empty]', log);
-  var knownTypes = Object.create(null);
+  var typesBox = log && $('[data-log-types]', log);
+  var typeList = log && $('[data-log-type-list]', log);
+  var typesSummary = log && $('[data-log-types-summary]', log);
+  var searchEl = log && $('[data-log-search]', log);
+  var pauseBtn = log && $('[data-log-pause]', log);
+  var pausedChip = log && $('[data-log-paused]', log);
+  var downloadBtn = log && $('[data-log-download]', log);
+  var clearBtn = log && $('[data-log-clear]', log);
+  var frames = new WeakMap();        // row -> the frame it shows (for the download)
+  var wanted = Object.create(null);  // checked types; none checked = every type
+  var query = '';
+  var paused = false;
+  var held = [];                     // frames that arrived while paused, oldest first
 
-  function applyFilter(row) {
-    var want = filterEl ? filterEl.value : '';
-    row.hidden = !!want && row.getAttribute('data-type') !== want;
+  function typeBoxes() { return typeList ? typeList.querySelectorAll('input[data-log-type]') : []; }
+
+  function readTypes() {
+    wanted = Object.create(null);
+    var names = [];
+    var boxes = typeBoxes();
+    for (var i = 0; i < boxes.length; i++) {
+      if (boxes[i].checked) { wanted[boxes[i].value] = true; names.push(boxes[i].value); }
+    }
+    if (typesSummary) {
+      typesSummary.textContent = !names.length ? 'All types'
+        : (names.length <= 2 ? 'Types: ' + names.join(', ') : names.length + ' types');
+    }
+    return names.length;
+  }
+
+  function matches(row) {
+    var anyType = false;
+    for (var k in wanted) { anyType = true; break; }
+    if (anyType && !wanted[row.getAttribute('data-type')]) return false;
+    return !query || row._text.indexOf(query) >= 0;
+  }
+
+  function applyFilter(row) { row.hidden = !matches(row); }
+
+  function applyAll() {
+    if (!list) return;
+    for (var i = 0; i < list.children.length; i++) applyFilter(list.children[i]);
+    updateCount();
   }
 
   function updateCount() {
@@ -64,28 +96,40 @@
         : shown + ' of ' + total + ' events';
     }
     if (emptyEl) emptyEl.hidden = shown > 0;
+    if (pausedChip) {
+      pausedChip.hidden = !paused;
+      pausedChip.textContent = held.length ? 'Paused · ' + held.length + ' new' : 'Paused';
+    }
   }
 
   function addTypeOption(type) {
-    if (!filterEl || knownTypes[type]) return;
-    knownTypes[type] = true;
-    var opt = el('option', null, type);
-    opt.value = type;
-    var opts = filterEl.options;
-    var at = opts.length;
-    for (var i = 1; i < opts.length; i++) if (opts[i].value > type) { at = i; break; }
-    filterEl.add(opt, at < opts.length ? opts[at] : null);
+    if (!typeList) return;
+    var boxes = typeBoxes();
+    for (var i = 0; i < boxes.length; i++) if (boxes[i].value === type) return;
+    var label = el('label', 'check');
+    var box = el('input');
+    box.type = 'checkbox';
+    box.value = type;
+    box.setAttribute('data-log-type', '');
+    label.appendChild(box);
+    label.appendChild(document.createTextNode(' ' + type));
+    typeList.appendChild(label);
   }
 
-  /** A one-line summary for frames that come without a message (peer status and ping updates). */
+  /** A one-line summary for frames that come without a message (peer and relay status updates). */
   function describe(frame) {
     var d = frame.data || {};
+    if (frame.type === 'relay-status-internal' && typeof d.url === 'string') {
+      var text = 'Relay ' + d.url + ' ' + (d.state || '');
+      if (typeof d.rtt === 'number') text += ', round trip ' + Math.round(d.rtt) + ' ms';
+      return text;
+    }
     var st = d.status || {};
     var pk = st.pubkey || d.pubkey;
     if (!pk) return '';
-    var text = 'Peer ' + shortKey(pk) + (st.online === true ? ' online' : (st.online === false ? ' offline' : ''));
-    if (typeof st.latency === 'number' && st.latency > 0) text += ', ' + Math.round(st.latency) + ' ms';
-    return text;
+    var line = 'Peer ' + shortKey(pk) + (st.online === true ? ' online' : (st.online === false ? ' offline' : ''));
+    if (typeof st.latency === 'number' && st.latency > 0) line += ', ' + Math.round(st.latency) + ' ms';
+    return line;
   }
 
   function renderRow(frame) {
@@ -97,44 +141,114 @@
     if (frame.timestamp) time.dateTime = frame.timestamp;
     head.appendChild(time);
     head.appendChild(el('span', 'badge ev-type t-' + frame.type.replace(/[^a-z0-9-]/gi, ''), frame.type));
-    head.appendChild(el('span', 'ev-msg', frame.message || describe(frame)));
+    var message = frame.message || describe(frame);
+    head.appendChild(el('span', 'ev-msg', message));
     if (typeof frame.seq === 'number') head.appendChild(el('span', 'ev-seq', '#' + frame.seq));
     row.appendChild(head);
+    var dataText = '';
     if (frame.data !== undefined && frame.data !== null) {
       var det = el('details', 'ev-data');
       det.appendChild(el('summary', null, 'data'));
       var pre = el('pre');
-      try { pre.textContent = JSON.stringify(frame.data, null, 2); } catch (err) { pre.textContent = String(frame.data); }
+      try { dataText = JSON.stringify(frame.data, null, 2); } catch (err) { dataText = String(frame.data); }
+      pre.textContent = dataText;
       det.appendChild(pre);
       row.appendChild(det);
     }
+    row._text = (frame.type + ' ' + message + ' ' + dataText).toLowerCase();
+    frames.set(row, frame);
     return row;
   }
 
-  function addEvent(frame) {
-    if (!list || HIDDEN_TYPES[frame.type]) return;
+  function insert(frame) {
     addTypeOption(frame.type);
     var row = renderRow(frame);
     applyFilter(row);
     list.insertBefore(row, list.firstChild);            // newest first
     while (list.children.length > MAX_ROWS) list.removeChild(list.lastChild);
+  }
+
+  function addEvent(frame) {
+    if (!list || HIDDEN_TYPES[frame.type]) return;
+    if (paused) {
+      held.push(frame);
+      if (held.length > MAX_ROWS) held.shift();
+    } else {
+      insert(frame);
+    }
     updateCount();
+  }
+
+  function setPaused(on) {
+    paused = on;
+    if (pauseBtn) {
+      pauseBtn.setAttribute('aria-pressed', on ? 'true' : 'false');
+      pauseBtn.textContent = on ? 'Resume' : 'Pause';
+    }
+    if (!on) {
+      var waiting = held;
+      held = [];
+      for (var i = 0; i < waiting.length; i++) insert(waiting[i]);
+    }
+    updateCount();
+  }
+
+  /** The rows shown (filters applied), oldest first, one JSON frame per line. */
+  function visibleJsonl() {
+    var lines = [];
+    for (var i = list.children.length - 1; i >= 0; i--) {
+      var row = list.children[i];
+      if (!row.hidden && frames.has(row)) lines.push(JSON.stringify(frames.get(row)));
+    }
+    return lines.length ? lines.join('\n') + '\n' : '';
+  }
+
+  function download() {
+    var text = visibleJsonl();
+    var blob = new Blob([text], { type: 'application/x-ndjson' });
+    var a = document.createElement('a');
+    a.href = URL.createObjectURL(blob);
+    a.download = 'igloo-events-' + new Date().toISOString().replace(/[:.]/g, '-') + '.jsonl';
+    document.body.appendChild(a);
+    a.click();
+    setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
   }
 
   if (list) {
     E.on('*', addEvent);
-    if (filterEl) {
-      filterEl.addEventListener('change', function () {
-        for (var i = 0; i < list.children.length; i++) applyFilter(list.children[i]);
-        updateCount();
+    if (typeList) {
+      typeList.addEventListener('change', function () { readTypes(); applyAll(); });
+    }
+    var clearTypes = log.querySelector('[data-log-types-clear]');
+    if (clearTypes) {
+      clearTypes.addEventListener('click', function () {
+        var boxes = typeBoxes();
+        for (var i = 0; i < boxes.length; i++) boxes[i].checked = false;
+        readTypes();
+        applyAll();
+        if (typesBox) typesBox.open = false;
       });
     }
+    if (searchEl) {
+      searchEl.addEventListener('input', function () {
+        query = searchEl.value.trim().toLowerCase();
+        applyAll();
+      });
+    }
+    if (pauseBtn) pauseBtn.addEventListener('click', function () { setPaused(!paused); });
+    if (downloadBtn) downloadBtn.addEventListener('click', download);
     if (clearBtn) {
       clearBtn.addEventListener('click', function () {
         list.textContent = '';
+        held = [];
         updateCount();
       });
     }
+    document.addEventListener('click', function (ev) {
+      // The type menu closes when the user clicks elsewhere, as a menu would.
+      if (typesBox && typesBox.open && !typesBox.contains(ev.target)) typesBox.open = false;
+    });
+    readTypes();
     updateCount();
   }
 
@@ -149,141 +263,6 @@
   }
   E.on('ready', function () { setRunning(true, 'Signer running'); });
 
-  /* ---------------------------------------------------------------- relay states */
-
-  // Relay events carry data.url (and data.state when known); keep the relay list's dots current.
-  E.on('*', function (frame) {
-    var d = frame.data;
-    if (!d || typeof d.url !== 'string') return;
-    var rows = document.querySelectorAll('#relays [data-relay]');
-    for (var i = 0; i < rows.length; i++) {
-      if (rows[i].getAttribute('data-relay') !== d.url) continue;
-      var st = typeof d.state === 'string' ? d.state
-        : (/disconnected/i.test(frame.message || '') ? 'disconnected'
-          : (/connected/i.test(frame.message || '') ? 'connected' : null));
-      if (!st) return;
-      rows[i].setAttribute('data-state', st);
-      var pill = rows[i].querySelector('.pill');
-      if (pill) { pill.textContent = st; pill.hidden = false; }
-    }
-  });
-
-  /* ---------------------------------------------------------------- peers panel */
-
-  var panel = $('#peers');
-  var peersUrl = panel && panel.getAttribute('data-peers-url');
-  var peerList = panel && $('[data-peer-list]', panel);
-  var peerNote = panel && $('[data-peer-note]', panel);
-  var onlineEl = panel && $('[data-peer-online]', panel);
-  var totalEl = panel && $('[data-peer-total]', panel);
-  var peers = [];   // [{pubkey, online, lastSeen, latency, policy}]
-
-  /** Peer keys arrive both x-only and 33-byte compressed; compare on the x coordinate. */
-  function xkey(pk) {
-    pk = String(pk || '').toLowerCase();
-    return pk.length === 66 && (pk.indexOf('02') === 0 || pk.indexOf('03') === 0) ? pk.slice(2) : pk;
-  }
-
-  function shortKey(pk) {
-    var x = xkey(pk);
-    return x.length > 20 ? x.slice(0, 8) + '…' + x.slice(-8) : x;
-  }
-
-  function note(text) {
-    if (!peerNote) return;
-    peerNote.textContent = text || '';
-    peerNote.hidden = !text;
-  }
-
-  function renderPeers() {
-    if (!peerList) return;
-    peerList.textContent = '';
-    var online = 0;
-    for (var i = 0; i < peers.length; i++) {
-      var p = peers[i];
-      if (p.online) online += 1;
-      var li = el('li', 'peer');
-      li.setAttribute('data-pubkey', xkey(p.pubkey));
-      li.setAttribute('data-online', p.online ? 'true' : 'false');
-      var dot = el('span', 'dot');
-      dot.title = p.online ? 'online' : 'offline';
-      li.appendChild(dot);
-      var key = el('code', 'peer-key', shortKey(p.pubkey));
-      key.title = String(p.pubkey);
-      li.appendChild(key);
-      var meta = el('span', 'peer-meta');
-      meta.appendChild(el('span', 'peer-seen', p.online ? 'online' : 'seen ' + ago(p.lastSeen)));
-      if (typeof p.latency === 'number' && p.latency > 0) {
-        meta.appendChild(el('span', 'peer-latency', Math.round(p.latency) + ' ms'));
-      }
-      li.appendChild(meta);
-      peerList.appendChild(li);
-    }
-    if (onlineEl) onlineEl.textContent = String(online);
-    if (totalEl) totalEl.textContent = String(peers.length);
-    panel.setAttribute('data-online', String(online));
-  }
-
-  function loadPeers() {
-    if (!peersUrl) return;
-    fetch(peersUrl, { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } })
-      .then(function (res) {
-        return res.json().catch(function () { return {}; }).then(function (body) {
-          return { status: res.status, body: body };
-        });
-      })
-      .then(function (r) {
-        if (r.status === 503) {
-          peers = [];
-          renderPeers();
-          panel.setAttribute('data-node', 'none');
-          note('No signer node is running yet — peers appear here once credentials are configured.');
-          return;
-        }
-        if (r.status === 401) return;   // events.js notices the ended session and sends the user to /login
-        if (r.status !== 200 || !r.body || !Array.isArray(r.body.peers)) {
-          note('Could not load peers' + (r.body && r.body.error ? ': ' + r.body.error : '') + '.');
-          return;
-        }
-        panel.setAttribute('data-node', 'running');
-        peers = r.body.peers.map(function (p) {
-          return { pubkey: p.pubkey, online: !!p.online, lastSeen: p.lastSeen || null,
-                   latency: typeof p.latency === 'number' ? p.latency : null, policy: p.policy };
-        });
-        note(peers.length ? '' : 'This group has no other members.');
-        renderPeers();
-      })
-      .catch(function () { note('Could not load peers (server unreachable).'); });
-  }
-
-  function onPeerEvent(frame) {
-    var d = frame.data || {};
-    var s = d.status || {};
-    var pk = s.pubkey || d.pubkey;
-    if (!pk) return;
-    var k = xkey(pk);
-    var peer = null;
-    for (var i = 0; i < peers.length; i++) if (xkey(peers[i].pubkey) === k) { peer = peers[i]; break; }
-    if (!peer) {
-      peer = { pubkey: pk, online: false, lastSeen: null, latency: null };
-      peers.push(peer);
-    }
-    if (typeof s.online === 'boolean') peer.online = s.online;
-    if (s.lastSeen) peer.lastSeen = s.lastSeen;
-    if (typeof s.latency === 'number' && s.latency > 0) peer.latency = s.latency;
-    panel.setAttribute('data-node', 'running');
-    note('');
-    renderPeers();
-  }
-
-  if (panel) {
-    for (var t = 0; t < PEER_TYPES.length; t++) E.on(PEER_TYPES[t], onPeerEvent);
-    // (Re)load the snapshot whenever the stream comes (back) up, so a gap never leaves the panel stale.
-    E.onState(function (state) { if (state === 'live') loadPeers(); });
-    if (E.state === 'live') loadPeers();
-    setInterval(function () { if (peers.length) renderPeers(); }, 15000);   // keep "seen … ago" fresh
-  }
-
   /* ---------------------------------------------------------------- copy buttons */
 
   document.addEventListener('click', function (ev) {
@@ -295,5 +274,10 @@
     }, function () { /* clipboard refused (http): the value is selectable on the page */ });
   });
 
-  window.IglooDashboard = { addEvent: addEvent, reloadPeers: loadPeers, peers: function () { return peers.slice(); } };
+  window.IglooDashboard = {
+    addEvent: addEvent,
+    visibleJsonl: function () { return list ? visibleJsonl() : ''; },
+    paused: function () { return paused; },
+    held: function () { return held.length; }
+  };
 })();

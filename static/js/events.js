@@ -13,7 +13,9 @@
  *
  * Timing can be tuned before this script loads: window.IglooEventsConfig = {baseDelay, maxDelay, ...}.
  * An element with [data-igloo-conn] shows the state; the script tag may carry data-since="N" to ask for
- * the backlog after seq N on the first connection.
+ * the backlog after seq N on the first connection. Without it the first connection asks for the last
+ * data-history="N" stored events (default 100) with ?history=N: the server sends a client that names
+ * neither only live events, as Igloo Server did.
  */
 (function () {
   'use strict';
@@ -33,6 +35,8 @@
 
   var ws = null;
   var state = 'connecting';
+  var HISTORY = script && script.dataset.history !== undefined && script.dataset.history !== ''
+    ? Number(script.dataset.history) : (cfg.history !== undefined ? cfg.history : 100);
   var lastSeq = Number.isFinite(initialSince) ? initialSince : null;
   var failures = 0;            // consecutive failed attempts; reset on open
   var retryTimer = null;
@@ -93,6 +97,7 @@
     var proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     var url = proto + '//' + location.host + PATH;
     if (lastSeq !== null) url += '?since=' + encodeURIComponent(String(lastSeq));
+    else if (Number.isFinite(HISTORY) && HISTORY > 0) url += '?history=' + encodeURIComponent(String(HISTORY));
     return url;
   }
 

@@ -9,7 +9,7 @@
   var initial = JSON.parse(dataEl.textContent || '{}');
 
   function xsrf() {
-    var m = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
+    var m = document.cookie.match(/(?:^|;\s*)(?:__Host-xsrf|_xsrf)=([^;]*)/);
     return m ? decodeURIComponent(m[1]) : '';
   }
   function call(method, url, body) {

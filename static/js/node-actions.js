@@ -3,7 +3,7 @@
 (function () {
   'use strict';
   function xsrf() {
-    var m = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
+    var m = document.cookie.match(/(?:^|;\s*)(?:__Host-xsrf|_xsrf)=([^;]*)/);
     return m ? decodeURIComponent(m[1]) : '';
   }
   function post(url, body) {

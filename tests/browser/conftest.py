@@ -111,8 +111,10 @@ class IglooProcess:
             return "(no log)"
 
     def status(self) -> dict[str, Any]:
-        """GET /api/status."""
-        with urllib.request.urlopen(self.base + "/api/status", timeout=5) as res:
+        """GET /api/status with the API key (without one it is only the health document)."""
+        key = {"X-API-Key": self.env["API_KEY"]}
+        request = urllib.request.Request(self.base + "/api/status", headers=key)
+        with urllib.request.urlopen(request, timeout=5) as res:
             body: dict[str, Any] = json.loads(res.read())
         return body
 

@@ -1,7 +1,8 @@
 """The dashboard in real headless Chromium against a real ``python server.py``.
 
 What events.js promises (reconnect, resume, dedupe, sign-out, close codes, state indicator) and what the
-page shows (live log, filter, clear, peers, phone layout) are checked here end to end.
+event log does (live rows, several types and text at once, pause, download, clear, phone layout) are checked
+here end to end; the relays, peers and activity cards with a running group in test_dashboard_ops.py.
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ def open_tab(browser: Any, igloo: IglooProcess) -> Iterator[Any]:
         viewport: dict[str, int] | None = None,
         goto: str | None = "/dashboard",
     ) -> Tab:
-        ctx = browser.new_context(base_url=igloo.base, viewport=viewport or {"width": 1280, "height": 900})
+        # bypass_csp: Playwright's wait_for_function evaluates its predicate string with eval, which the
+        # pages' Content-Security-Policy forbids; tests/browser/test_csp.py loads the pages with it enforced.
+        ctx = browser.new_context(base_url=igloo.base, viewport=viewport or {"width": 1280, "height": 900},
+                                  bypass_csp=True)
         contexts.append(ctx)
         if config:
             ctx.add_init_script(f"window.IglooEventsConfig = {json.dumps(config)};")
@@ -121,6 +125,17 @@ def test_login_form_then_live_events_newest_first(open_tab: Any, igloo: IglooPro
     expect(row).to_have_attribute("data-type", "info")
     assert tab.seqs()[:2] == [second, first]
     expect(page.locator("[data-log-count]")).to_contain_text("events")
+
+
+def test_the_page_asks_for_its_history_explicitly(open_tab: Any, igloo: IglooProcess) -> None:
+    """The server sends a client that names no position only live events (as Igloo Server did); the
+    dashboard names one, so events from before the page opened are in its log."""
+    earlier = [igloo.publish_event(message=f"before the page {n}") for n in range(3)]
+    tab = open_tab()
+    tab.wait_live()
+    assert re.search(r"/api/events\?(since|history)=\d+$", tab.sockets[0]), tab.sockets[0]
+    for seq in earlier:
+        tab.wait_row(seq)
 
 
 def test_restart_reconnects_resumes_and_never_duplicates(open_tab: Any, igloo: IglooProcess) -> None:
@@ -285,59 +300,87 @@ def test_duplicates_and_null_seq_frames(open_tab: Any) -> None:
     expect(row.locator("pre")).to_contain_text('"members": [\n      1,')
 
 
-def test_peers_panel_snapshot_and_live_updates(open_tab: Any) -> None:
+def test_peer_and_relay_frames_without_message_are_described(open_tab: Any) -> None:
     tab = open_tab(route=True)
     page = tab.page
     tab.wait_live()
-    panel = page.locator("#peers")
-    res = page.request.get("/api/peers")
-    if res.status == 503:
-        expect(panel).to_have_attribute("data-node", "none")
-        expect(panel.locator("[data-peer-note]")).to_contain_text("No signer node")
-    elif res.status == 200:
-        body = res.json()
-        expect(panel.locator("[data-peer-total]")).to_have_text(str(body["total"]))
-    else:   # no /api/peers route at all: the panel says so instead of breaking
-        expect(panel.locator("[data-peer-note]")).to_contain_text("Could not load peers")
-
     pk = "02" + "ab" * 32
-    frame: dict[str, Any] = {"type": "peer-status-internal", "message": "peer online",
-             "timestamp": "2025-01-01T00:00:00.000Z", "id": "p1", "seq": None,
-             "data": {"pubkey": pk, "status": {"pubkey": pk, "online": True, "lastSeen": None, "latency": 42},
-                      "success": True}}
+    frame: dict[str, Any] = {"type": "peer-ping-internal", "message": "", "id": "p1", "seq": None,
+                             "timestamp": "2025-01-01T00:00:00.000Z",
+                             "data": {"pubkey": pk, "status": {"pubkey": pk, "online": False, "latency": 42}}}
     tab.routes[-1].send(json.dumps(frame))
-    peer = panel.locator(f'[data-pubkey="{"ab" * 32}"]')
-    expect(peer).to_have_attribute("data-online", "true")
-    expect(peer).to_contain_text("42 ms")
-    online = int(panel.locator("[data-peer-online]").inner_text())
-    frame.update(type="peer-ping-internal", message="")   # the node sends these without a message
-    frame["data"]["status"].update(online=False, latency=0)
-    tab.routes[-1].send(json.dumps(frame))
-    expect(peer).to_have_attribute("data-online", "false")
-    expect(panel.locator("[data-peer-online]")).to_have_text(str(online - 1))
     row = page.locator(f'{ROWS}[data-type="peer-ping-internal"]').first
-    expect(row).to_contain_text(f"Peer {'ab' * 4}…{'ab' * 4} offline")
+    expect(row).to_contain_text(f"Peer {'ab' * 4}…{'ab' * 4} offline, 42 ms")
+    frame = {"type": "relay-status-internal", "message": "", "timestamp": "2025-01-01T00:00:00.000Z",
+             "id": "r1", "seq": None, "data": {"url": "ws://127.0.0.1:9/", "state": "connected", "rtt": 3.4}}
+    tab.routes[-1].send(json.dumps(frame))
+    row = page.locator(f'{ROWS}[data-type="relay-status-internal"]').first
+    expect(row).to_contain_text("Relay ws://127.0.0.1:9/ connected, round trip 3 ms")
 
 
-def test_filter_by_type_and_clear(open_tab: Any, igloo: IglooProcess) -> None:
+def visible_types(page: Any) -> list[str]:
+    return page.eval_on_selector_all(ROWS, "els => els.filter(e => !e.hidden).map(e => e.dataset.type)")
+
+
+def test_filter_by_several_types_and_text_pause_download_clear(
+    open_tab: Any, igloo: IglooProcess, tmp_path: Any
+) -> None:
     tab = open_tab()
     page = tab.page
     tab.wait_live()
-    seq = igloo.publish_event()
-    tab.wait_row(seq)
+    seqs = [igloo.publish_event("info", "plain info"), igloo.publish_event("warn", "needle warning"),
+            igloo.publish_event("sign", "Signature request sent", {"note": "haystack needle"}),
+            igloo.publish_event("error", "an error")]
+    tab.wait_row(seqs[-1])
     total = page.locator(ROWS).count()
-    assert page.locator(f'{ROWS}[data-type="system"]').count() >= 1   # the greeting
 
-    page.select_option("[data-log-filter]", "info")
-    visible_types = page.eval_on_selector_all(
-        ROWS, "els => els.filter(e => !e.hidden).map(e => e.dataset.type)"
-    )
-    assert visible_types and set(visible_types) == {"info"}
-    expect(page.locator("[data-log-count]")).to_have_text(f"{len(visible_types)} of {total} events")
+    # Several types at once: the menu lists the documented types before any arrives.
+    page.click("[data-log-types-summary]")
+    for kind in ("relay-status-internal", "peer-ping-internal", "ecdh"):
+        expect(page.locator(f'[data-log-type][value="{kind}"]')).to_have_count(1)
+    page.check('[data-log-type][value="warn"]')
+    page.check('[data-log-type][value="sign"]')
+    expect(page.locator("[data-log-types-summary]")).to_have_text("Types: warn, sign")
+    assert set(visible_types(page)) == {"warn", "sign"}
+    shown = len(visible_types(page))
+    expect(page.locator("[data-log-count]")).to_have_text(f"{shown} of {total} events")
+    page.click("#log-title")  # a click elsewhere closes the menu
+    expect(page.locator("[data-log-types]")).not_to_have_attribute("open", "")
 
-    page.select_option("[data-log-filter]", "")
-    expect(page.locator("[data-log-count]")).to_have_text(f"{total} events")
+    # And by text (the message or the data): only the two "needle" rows of those types.
+    page.fill("[data-log-search]", "NEEDLE")
+    expect(page.locator("[data-log-count]")).to_have_text(f"2 of {total} events")
+    assert sorted(visible_types(page)) == ["sign", "warn"]
 
+    # Pause: new events wait (and are counted) until Resume, then arrive in order.
+    page.click("[data-log-pause]")
+    expect(page.locator("[data-log-pause]")).to_have_attribute("aria-pressed", "true")
+    held = [igloo.publish_event("warn", "needle while paused"), igloo.publish_event("info", "another")]
+    expect(page.locator("[data-log-paused]")).to_have_text("Paused · 2 new")
+    expect(page.locator(f'{ROWS}[data-seq="{held[0]}"]')).to_have_count(0)
+    page.click("[data-log-pause]")
+    expect(page.locator("[data-log-paused]")).to_be_hidden()
+    tab.wait_row(held[1])
+    assert tab.seqs()[:2] == [held[1], held[0]]
+    expect(page.locator("[data-log-count]")).to_have_text(f"3 of {total + 2} events")
+
+    # Download: the visible rows, oldest first, one JSON frame per line.
+    with page.expect_download() as info:
+        page.click("[data-log-download]")
+    download = info.value
+    name = download.suggested_filename
+    assert name.startswith("igloo-events-") and name.endswith(".jsonl")
+    path = tmp_path / "events.jsonl"
+    download.save_as(path)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [f["seq"] for f in lines] == [seqs[1], seqs[2], held[0]]
+    assert lines[1]["data"] == {"note": "haystack needle"} and lines[0]["type"] == "warn"
+
+    page.fill("[data-log-search]", "")
+    page.click("[data-log-types-summary]")
+    page.click("[data-log-types-clear]")
+    expect(page.locator("[data-log-types-summary]")).to_have_text("All types")
+    expect(page.locator("[data-log-count]")).to_have_text(f"{total + 2} events")
     page.click("[data-log-clear]")
     expect(page.locator(ROWS)).to_have_count(0)
     expect(page.locator("[data-log-count]")).to_have_text("0 events")
@@ -369,15 +412,17 @@ def test_layout_phone_and_desktop(open_tab: Any, igloo: IglooProcess, width: int
     tab.wait_row(igloo.publish_event())
     assert page.evaluate("document.documentElement.scrollWidth") <= width, "horizontal scrolling"
     signer = page.locator("#signer").bounding_box()
+    relays = page.locator("#relays").bounding_box()
     peers = page.locator("#peers").bounding_box()
     log = page.locator("#event-log").bounding_box()
-    assert signer and peers and log
+    assert signer and relays and peers and log
     if width < 600:
         # One column: cards stacked, full width.
         assert abs(signer["x"] - peers["x"]) < 1 and abs(peers["x"] - log["x"]) < 1
-        assert signer["y"] < peers["y"] < log["y"]
+        assert signer["y"] < relays["y"] < peers["y"] < log["y"]
         assert signer["width"] > width - 40
     else:
-        assert peers["x"] > signer["x"] + signer["width"] - 1, "peers sit beside the signer card"
-        assert log["y"] > signer["y"] + signer["height"] - 1
+        assert relays["x"] > signer["x"] + signer["width"] - 1, "relays sit beside the signer card"
+        assert peers["y"] > signer["y"] + signer["height"] - 1
+        assert log["y"] > peers["y"] + peers["height"] - 1
     page.screenshot(path=f"/tmp/igloo-dashboard-{width}.png", full_page=True)

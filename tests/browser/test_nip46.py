@@ -72,7 +72,7 @@ def test_pair_from_the_page_then_approve_a_live_request(
         time.sleep(0.1)
 
     page.goto("/dashboard")
-    page.click('a.navlink[href="/nip46"]')  # the header link
+    page.click('a.tab[href="/nip46"]')  # the header's tab
     expect(page).to_have_url(f"{igloo.base}/nip46")
     expect(page.locator("[data-igloo-conn]")).to_have_attribute("data-state", "live", timeout=10_000)
     uri_box = page.locator("[data-bunker-uri]")

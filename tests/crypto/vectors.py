@@ -1,7 +1,7 @@
 """Build pytest parameters from a reference vector file, one case per labelled entry.
 
-When ../shared/vectors is absent there is a single ``absent`` case; the test then calls
-``load_vector_file`` which skips with the reason.
+The files live in tests/vectors. When one is missing there is a single ``missing`` case, which fails (through
+``load_vector_file``) instead of vanishing from the run.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ def cases(name: str, split: Callable[[Any], Iterable[tuple[str, Any]]]) -> list[
     """``pytest.param(case, id=label)`` for every ``(label, case)`` that ``split`` yields."""
     path = VECTORS_DIR / name
     if not path.exists():
-        return [pytest.param((name, None), id="absent")]
+        return [pytest.param((name, None), id="missing")]
     data = json.loads(path.read_text())
     return [pytest.param((name, case), id=label) for label, case in split(data)]
 
 
 def unpack(param: tuple[str, Any]) -> Any:
-    """The case itself; skips (via ``load_vector_file``) when the vectors folder is absent."""
+    """The case itself; fails (via ``load_vector_file``) when the vector file is missing."""
     name, case = param
     if case is None:
         load_vector_file(name)

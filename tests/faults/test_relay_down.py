@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import signal
 from pathlib import Path
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
 
 def connected(status: dict[str, Any]) -> bool:
-    return bool(status.get("relays")) and all(r.get("connected") for r in status["relays"])
+    return bool(status.get("relayDetails")) and all(r.get("connected") for r in status["relayDetails"])
 
 
 async def test_relay_killed_mid_sign(tmp_path: Path, keyset: dict[str, Any]) -> None:
@@ -43,8 +44,14 @@ async def test_relay_killed_mid_sign(tmp_path: Path, keyset: dict[str, Any]) -> 
         assert code == 200 and valid_signature(keyset, message, body)
 
         b.signal(signal.SIGSTOP)  # the co-signer cannot answer: the sign stays in flight
+        stream = await a.events()
+        greeting = json.loads(await asyncio.wait_for(stream.read_message(), 5))  # type: ignore[arg-type]
         in_flight = asyncio.ensure_future(timed_sign(a, secrets.token_hex(32)))
-        await asyncio.sleep(0.3)
+        while True:  # the marker: A says it sent the request to its co-signer
+            frame = json.loads(await asyncio.wait_for(stream.read_message(), 5))  # type: ignore[arg-type]
+            if frame["seq"] > greeting["data"]["lastSeq"] and frame["message"] == "Signature request sent":
+                break
+        stream.close()
         assert not in_flight.done()
         await relay.kill()
         code, body, took = await asyncio.wait_for(in_flight, SIGN_TIMEOUT + 5)
@@ -58,7 +65,7 @@ async def test_relay_killed_mid_sign(tmp_path: Path, keyset: dict[str, Any]) -> 
         revived = ServerProc(r_dir, port=relay.port, env={"IGLOO_DEMO": "false", "RELAY_WRITE": "all"})
         await revived.start()
         status = await a.wait_status(connected, 15)
-        assert status["relays"][0]["reconnects"] >= 1
+        assert status["relayDetails"][0]["reconnects"] >= 1
         await b.wait_status(connected, 15)
         message = secrets.token_hex(32)
         code, body, took = await timed_sign(a, message)

@@ -39,6 +39,7 @@ class World:
         self.config = Settings(data_dir=tmp, api_key=API_KEY, credentials_key=secrets.token_bytes(32),
                                host_port=port, sign_timeout=2.0)
         self.db, self.hub = open_state(self.config)
+        self.hub.storage_retry = 0.05  # the event log retries its write sooner than the 1 s default
         self.group, self.shares = generate_dealer_pkg_gen(2, 3)
         self.relay = f"ws://127.0.0.1:{port}/"
         self.creds = (encode_group(self.group), encode_share(self.shares[0]))

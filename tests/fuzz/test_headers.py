@@ -4,7 +4,7 @@ Sec-WebSocket-Protocol, X-Forwarded-* (behind a trusting proxy setup), odd query
 manager has no credentials, so an authenticated node route answers 503.
 
 Header values are raw bytes (any byte but CR/LF), sent with a raw HTTP client. Every answer is one of
-200/101/3xx/400/401/403/404/405/415/426/429/503 (never 500), and no unhandled exception is logged.
+200/101/3xx/400/401/403/404/405/415/421/426/429/503 (never 500), and no unhandled exception is logged.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import tornado.web
 from hypothesis import given
 from hypothesis import strategies as st
 
+from handlers.connections import build_http_server
 from tests.fuzz.conftest import (
     API_KEY,
     BASIC_PASS,
@@ -38,7 +39,7 @@ from tests.fuzz.conftest import (
 )
 from tests.fuzz.strategies import text
 
-ALLOWED = {101, 200, 204, 301, 302, 303, 304, 307, 400, 401, 403, 404, 405, 411, 415, 426, 429, 431, 503}
+ALLOWED = {101, 200, 204, 301, 302, 303, 304, 307, 400, 401, 403, 404, 405, 411, 415, 421, 426, 429, 431, 503}
 TARGETS = [("GET", "/api/status"), ("GET", "/api/auth/status"), ("GET", "/api/peers"), ("GET", "/api/env"),
            ("GET", "/api/events"), ("GET", "/dashboard"), ("GET", "/login"), ("POST", "/api/auth/logout"),
            ("POST", "/logout"), ("POST", "/api/sign"), ("GET", "/")]
@@ -104,6 +105,8 @@ def headers_for(world: World) -> st.SearchStrategy[list[tuple[str, bytes]]]:
         "X-Forwarded-For": st.one_of(header_bytes, st.sampled_from(
             [b"1.2.3.4", b"::1, 10.0.0.1", b"999.1.1.1", b"unknown", b"1.2.3.4, \xe9"])),
         "X-Real-Ip": header_bytes,
+        "X-Forwarded-Host": st.one_of(header_bytes, st.sampled_from(
+            [b"127.0.0.1", b"rebind.example", b"[::1]:80", b"a, localhost", b"", b":", b"[", b"\xe9"])),
         "X-Forwarded-Proto": st.one_of(header_bytes,
                                        st.sampled_from([b"https", b"http", b"wss", b"HTTPS, http"])),
         "X-XSRFToken": header_bytes,
@@ -161,9 +164,9 @@ def world(tmp_path: Path) -> World:
 
 @pytest.fixture
 def port(world: World, io_loop: tornado.ioloop.IOLoop) -> Iterator[int]:
-    """The app behind an HTTPServer that trusts X-Forwarded-* (as with TRUST_PROXY=true)."""
+    """The app behind Igloo's HTTP server, trusting X-Forwarded-* (TRUST_PROXY=true)."""
     sock, number = tornado.testing.bind_unused_port()
-    server = tornado.httpserver.HTTPServer(world.app, xheaders=True)
+    server = build_http_server(world.app, world.config)
     server.add_sockets([sock])
     yield number
     server.stop()

@@ -32,7 +32,7 @@ async def test_deeply_nested_json_body_is_a_400(
     for path in ("/api/auth/login", "/api/sign", "/api/env"):
         response = await post(port, path, b"[" * 5000 + b"]" * 5000)
         assert response.status == 400, (path, response.status)
-        assert json.loads(response.body) == {"error": "Invalid JSON body"}
+        assert json.loads(response.body)["error"] == "Invalid JSON body"  # /api/sign adds code INVALID_JSON
     errors.check()
 
 

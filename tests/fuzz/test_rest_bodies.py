@@ -44,7 +44,8 @@ from tests.fuzz.strategies import content_types, json_values, raw_bodies, text
 BODY_KEYS = [
     "username", "password", "message", "event", "peer_pubkey", "pubkey", "content", "groupCredential",
     "shareCredentials", "type", "credential", "GROUP_CRED", "SHARE_CRED", "RELAYS", "target", "allowSend",
-    "allowReceive", "action", "approve",
+    "allowReceive", "action", "approve", "label", "scope", "apiKeyId", "reason", "userId", "role",
+    "currentPassword", "newPassword", "group", "share", "name", "keys",
 ]
 _GROUP = re.compile(r"\(([^()]*)\)")
 

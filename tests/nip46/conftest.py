@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from node.ciphers import ProvenCipher, SharedSecret
 from node.crypto import curve
 from node.errors import NodeError
 from node.nip46.bunker import Bunker, BunkerOptions
-from node.nip46.cipher import ProvenCipher
 from node.transport.pool import RelayPool
 from store.db import Database
 from store.nip46 import Nip46Store
@@ -66,10 +66,10 @@ class KeySigner:
         self.signed.append(event_id)
         return curve.schnorr_sign(self.seckey, bytes.fromhex(event_id), secrets.token_bytes(32)).hex()
 
-    async def _derive(self, peer: str) -> bytes:
+    async def _derive(self, peer: str, avoid: frozenset[str], timeout: float) -> SharedSecret:
         if self.fail is not None:
             raise self.fail
-        return curve.ecdh_x(self.seckey, bytes.fromhex(peer))
+        return SharedSecret(curve.ecdh_point(self.seckey, bytes.fromhex(peer)))
 
     async def encrypt(self, scheme: str, peer: str, plaintext: str) -> str:
         return await self.cipher.encrypt(scheme, peer, plaintext)

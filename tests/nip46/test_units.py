@@ -3,7 +3,6 @@ and the proven-secret cipher."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from urllib.parse import parse_qs, urlsplit
@@ -12,11 +11,9 @@ import pytest
 
 from node.crypto import curve
 from node.nip46 import protocol
-from node.nip46.cipher import ProvenCipher
 from node.nip46.permissions import Decision, Permissions, parse_requested
 from node.nip46.records import APPROVED, COMPLETED, DENIED, EXPIRED, PENDING, InvalidTransition, RequestRecord
 from node.nip46.uri import bunker_uri, client_profile, parse_nostrconnect
-from node.nostr import nip04, nip44
 from node.nostr.event import Event, verify_event
 
 PK = "ab" * 32
@@ -198,94 +195,6 @@ def test_request_state_machine_has_only_the_listed_transitions() -> None:
     with pytest.raises(InvalidTransition):
         record().advance(COMPLETED, 1.0)
     assert "secret text" not in json.dumps(record().to_json()) and "secret text" not in repr(record())
-
-
-# ----------------------------------------------------------------------------------------- proven cipher
-
-
-class Deriver:
-    """Hands out a scripted sequence of shared secrets (the first may be wrong), counting rounds."""
-
-    def __init__(self, group_sk: bytes, wrong_first: int = 0) -> None:
-        self.group_sk = group_sk
-        self.wrong = wrong_first
-        self.rounds = 0
-        self.gate: asyncio.Event | None = None
-
-    async def __call__(self, peer: str) -> bytes:
-        self.rounds += 1
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.wrong > 0:
-            self.wrong -= 1
-            return secrets.token_bytes(32)
-        return curve.ecdh_x(self.group_sk, bytes.fromhex(peer))
-
-
-def party() -> tuple[bytes, str]:
-    sk = secrets.token_bytes(32)
-    return sk, curve.pubkey_of(sk)[1:].hex()
-
-
-async def test_a_wrong_secret_is_never_cached_and_a_proven_one_saves_every_later_round() -> None:
-    group_sk, group_pk = party()
-    peer_sk, peer_pk = party()
-    key = nip44.conversation_key(peer_sk, bytes.fromhex(group_pk))
-    derive = Deriver(group_sk, wrong_first=1)
-    cipher = ProvenCipher(derive)
-    message = nip44.encrypt_gen(key, "first")
-    with pytest.raises(ValueError, match="MAC"):
-        await cipher.decrypt("nip44", peer_pk, message)  # a co-signer's share was wrong this round
-    assert not cipher.proven(peer_pk)
-    assert await cipher.decrypt("nip44", peer_pk, message) == "first"  # a fresh round, right this time
-    assert cipher.proven(peer_pk) and derive.rounds == 2
-    for n in range(5):
-        assert await cipher.decrypt("nip44", peer_pk, nip44.encrypt_gen(key, f"m{n}")) == f"m{n}"
-    encrypted = await cipher.encrypt("nip44", peer_pk, "reply")
-    assert nip44.decrypt(key, encrypted) == "reply"
-    assert derive.rounds == 2
-
-
-async def test_a_mac_failure_evicts_then_a_fresh_round_decides_who_was_wrong() -> None:
-    group_sk, group_pk = party()
-    peer_sk, peer_pk = party()
-    key = nip44.conversation_key(peer_sk, bytes.fromhex(group_pk))
-    derive = Deriver(group_sk)
-    cipher = ProvenCipher(derive)
-    await cipher.decrypt("nip44", peer_pk, nip44.encrypt_gen(key, "proof"))
-    other = nip44.encrypt_gen(secrets.token_bytes(32), "not for us")
-    with pytest.raises(ValueError, match="MAC"):
-        await cipher.decrypt("nip44", peer_pk, other)
-    assert derive.rounds == 2 and cipher.proven(peer_pk)  # the fresh round agreed: the payload was wrong
-    with pytest.raises(ValueError, match="version"):
-        await cipher.decrypt("nip44", peer_pk, "A" * 200)  # a malformed payload costs no round
-    assert derive.rounds == 2
-
-
-async def test_a_burst_for_a_new_counterparty_shares_one_round() -> None:
-    group_sk, group_pk = party()
-    peer_sk, peer_pk = party()
-    key = nip44.conversation_key(peer_sk, bytes.fromhex(group_pk))
-    derive = Deriver(group_sk)
-    derive.gate = asyncio.Event()
-    cipher = ProvenCipher(derive)
-    tasks = [asyncio.ensure_future(cipher.decrypt("nip44", peer_pk, nip44.encrypt_gen(key, f"dm {n}")))
-             for n in range(20)]
-    await asyncio.sleep(0.01)
-    derive.gate.set()
-    assert await asyncio.gather(*tasks) == [f"dm {n}" for n in range(20)]
-    assert derive.rounds == 1
-
-
-async def test_nip04_uses_the_raw_shared_x_and_never_proves_a_secret() -> None:
-    group_sk, group_pk = party()
-    peer_sk, peer_pk = party()
-    derive = Deriver(group_sk)
-    cipher = ProvenCipher(derive)
-    shared = curve.ecdh_x(peer_sk, bytes.fromhex(group_pk))
-    assert await cipher.decrypt("nip04", peer_pk, nip04.encrypt_gen(shared, "legacy")) == "legacy"
-    assert nip04.decrypt(shared, await cipher.encrypt("nip04", peer_pk, "back")) == "back"
-    assert not cipher.proven(peer_pk) and derive.rounds == 2
 
 
 def test_lone_surrogates_make_a_request_unanswerable_or_refused() -> None:

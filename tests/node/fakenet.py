@@ -65,15 +65,31 @@ class FakePool:
     def unsubscribe(self, sub_id: str) -> None:
         self.subs.pop(sub_id, None)
 
+    def resubscribe(self) -> int:
+        self.resubscribed = getattr(self, "resubscribed", 0) + 1
+        return len(self.urls) if self.connected and self.subs else 0
+
     async def publish(self, event: Event, timeout: float = 5.0) -> list[str]:
         if not self.connected:
             return []
         self.net.deliver(event)
         return ["fake://relay"]
 
+    async def set_urls(self, urls: list[str], *, settle_timeout: float = 5.0,
+                       drain_timeout: float = 5.0) -> tuple[list[str], list[str]]:
+        """The relay set changes; the fake network keeps delivering (it has no relays of its own)."""
+        added = [u for u in urls if u not in self.urls]
+        removed = [u for u in self.urls if u not in urls]
+        self.urls = list(urls)
+        if self.connected and self.on_state:
+            loop = asyncio.get_running_loop()
+            for url in added:
+                loop.call_soon(self.on_state, url, "connected")
+        return added, removed
+
     def status(self) -> list[dict[str, Any]]:
-        return [{"url": u, "state": "connected" if self.connected else "closed", "connected": self.connected}
-                for u in self.urls]
+        return [{"url": u, "state": "connected" if self.connected else "closed", "connected": self.connected,
+                 "lastError": None, "rtt": 1.0 if self.connected else None} for u in self.urls]
 
     async def close(self) -> None:
         self.connected = False

@@ -26,6 +26,7 @@ from node.nostr.event import compute_event_id
 from server import build_application, open_state
 from store.credentials import CredentialStore
 from store.policies import SqlitePolicyStore
+from store.relays import RelayListStore
 from tests.node.fakenet import FakeNetwork
 
 pytestmark = pytest.mark.timeout(60)
@@ -45,6 +46,7 @@ class World:
             options=NodeOptions(sign_timeout=1.0, ping_interval=3600),
             default_relays=["fake://relay"],
             credential_store=CredentialStore(self.db, self.key),
+            relay_store=RelayListStore(self.db),
             policy_store=SqlitePolicyStore(self.db),
             pool_factory=self.net.factory,
         )
@@ -157,7 +159,8 @@ async def test_full_api_flow(http_server_client: Any, world: World, tmp_path: Pa
         assert code == 200 and share_text not in json.dumps(body)
         assert world.shares[0].seckey.hex() not in json.dumps(body)
     code, status = await call(c, "GET", "/api/status")
-    assert status["nodeActive"] and status["hasCredentials"] and status["relays"][0]["url"] == "fake://relay"
+    assert status["nodeActive"] and status["hasCredentials"] and status["relays"] == ["fake://relay"]
+    assert status["relayDetails"][0]["url"] == "fake://relay"
     assert nip19.npub_decode(status["groupNpub"]).hex() == node.group_pubkey
     for f in tmp_path.iterdir():
         if f.is_file():
@@ -381,3 +384,36 @@ async def test_configure_page_form_validates_relays_one_per_line(
     code, html = await submit("ws://127.0.0.1:1/\nws://127.0.0.1:2/, ws://127.0.0.1:1/")
     assert code == 200 and "Credentials saved" in html
     assert world.manager.relays() == ["ws://127.0.0.1:1/", "ws://127.0.0.1:2/"]
+
+
+async def test_partial_env_updates_as_igloo_server_scripts_send_them(http_server_client: Any,
+                                                                    world: World) -> None:
+    """POST /api/env with one credential keeps the other; RELAYS as the JSON string Igloo Server's UI
+    sends."""
+    c = http_server_client
+    code, body = await call(c, "POST", "/api/env", {"SHARE_CRED": encode_share(world.shares[1])})
+    assert code == 400
+    assert body["error"] == "GROUP_CRED: required (no credentials are configured to keep it from)"
+    code, _ = await call(c, "POST", "/api/env", {"GROUP_CRED": encode_group(world.group),
+                                                "SHARE_CRED": encode_share(world.shares[0])})
+    assert code == 200
+    # A new share of the same group: the group is the one the node runs on.
+    code, body = await call(c, "POST", "/api/env", {"SHARE_CRED": encode_share(world.shares[2])})
+    assert code == 200 and body["success"] is True, body
+    assert world.manager.service is not None
+    assert world.manager.service.pubkey == world.shares[2].pubkey_xonly()
+    # A share of another group is refused, naming the field; nothing changes.
+    _, other = generate_dealer_pkg_gen(2, 3)
+    code, body = await call(c, "POST", "/api/env", {"SHARE_CRED": encode_share(other[0])})
+    assert code == 400 and "does not belong" in body["error"]
+    assert world.manager.service.pubkey == world.shares[2].pubkey_xonly()
+    # Relays alone, as a JSON string, with a key Igloo takes from its environment instead.
+    relays_as_text = {"RELAYS": '["wss://relay.example"]', "GROUP_NAME": "mine"}
+    code, body = await call(c, "POST", "/api/env", relays_as_text)
+    assert code == 200 and body["rejectedKeys"] == ["GROUP_NAME"] and "GROUP_NAME" in body["rejectedReasons"]
+    assert world.manager.relays() == ["wss://relay.example"]
+    stored = CredentialStore(world.db, world.key).load()
+    assert stored is not None and stored.share_cred == encode_share(world.shares[2])
+    # Relays alone are stored as the dashboard's relay list (kept across restarts, until cleared); the
+    # relays saved with the credentials stay what they were, the way back.
+    assert RelayListStore(world.db).load() == ("wss://relay.example",) and stored.relays == ()

@@ -89,6 +89,10 @@ async def test_ping_echo_sign_batch_and_ecdh() -> None:
         pings = [d for t, _, d in g.recs[0].events if t == "peer-ping-internal"]
         assert pings[-1]["pubkey"] == b.pubkey and pings[-1]["success"] is True
         assert pings[-1]["status"]["online"] is True
+        assert pings[-1]["eventType"] == "/ping/res"  # Igloo Server's field: the message tag behind it
+        # b saw a's ping request: its peer-status event names the tag, as Igloo Server's did.
+        seen = [d for t, _, d in g.recs[1].events if t == "peer-status-internal" and d["pubkey"] == a.pubkey]
+        assert seen and seen[0]["eventType"] == "/ping/req" and seen[0]["success"] is True
         assert "Ping request" in g.recs[1].messages("bifrost")
 
         assert await a.echo("c0ffee") == "c0ffee"
@@ -112,7 +116,7 @@ async def test_ping_echo_sign_batch_and_ecdh() -> None:
         shared = await c.ecdh(peer_pub)
         assert shared == curve.point_mul(bytes.fromhex("02" + peer_pub), g.secret())
         assert curve.xonly(shared) == curve.ecdh_x(peer_priv, curve.base_mul(g.secret()))
-        assert await c.ecdh(peer_pub) == shared  # cached
+        assert await c.ecdh(peer_pub) == shared  # a fresh round (nothing unproven is cached) agrees
     finally:
         await g.stop()
     text = json.dumps([r.events for r in g.recs])

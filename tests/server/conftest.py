@@ -20,6 +20,7 @@ import tornado.web
 import tornado.websocket
 
 from config.settings import Settings
+from handlers.connections import build_http_server
 from handlers.event_hub import EventHub
 from handlers.events import EventStreamHandler
 from node import Clock
@@ -113,7 +114,7 @@ def start_igloo(env: dict[str, str], sock: socket.socket | None = None, clock: C
     config = Settings.from_env(env)
     db, hub = open_state(config, clock=clock)
     app = build_application(config, db, hub, bcrypt_rounds=4)
-    server = tornado.httpserver.HTTPServer(app, xheaders=config.trust_proxy)
+    server = build_http_server(app, config)
     if sock is None:
         sock, port = tornado.testing.bind_unused_port()
     else:

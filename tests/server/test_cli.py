@@ -104,9 +104,13 @@ async def test_sigterm_closes_sockets_1001_and_flushes(io_loop: Any, tmp_path: P
         assert hello["message"] == "Connected to event stream"
         # the start-up event reaches a client that connects later
         assert started["message"] == "Igloo server started" and started["seq"] == 1
-        await asyncio.sleep(0.3)  # let the node's start-up events go out too
-        proc.send_signal(signal.SIGTERM)
         seqs = [started["seq"]]
+        while True:  # the node's start-up event (no credentials in this environment) goes out too
+            event = json.loads(await asyncio.wait_for(ws.read_message(), 5))
+            seqs.append(event["seq"])
+            if event["message"].startswith("No credentials yet"):
+                break
+        proc.send_signal(signal.SIGTERM)
         while (message := await asyncio.wait_for(ws.read_message(), 5)) is not None:
             seqs.append(json.loads(message)["seq"])
         assert ws.close_code == 1001

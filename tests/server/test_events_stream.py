@@ -6,6 +6,7 @@ import asyncio
 import enum
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import tornado.httpclient
@@ -14,7 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import handlers.event_hub as events_module
-from tests.server.conftest import API_KEY, Igloo, read_frame, read_until_closed
+from tests.clock import ManualClock
+from tests.server.conftest import (
+    API_KEY,
+    Igloo,
+    base_env,
+    read_frame,
+    read_until_closed,
+    start_igloo,
+    stop_igloo,
+)
 
 
 async def expect_refused(igloo: Igloo, code: int, query: str = "", **kwargs: object) -> None:
@@ -56,12 +66,16 @@ async def test_ws_auth_methods(igloo: Igloo) -> None:
     await expect_refused(igloo, 401, "?sessionId=not-a-session")
 
 
-async def test_credential_subprotocol_never_echoed(igloo: Igloo) -> None:
-    ws = await igloo.ws(subprotocols=["igloo.v1", f"apikey.{API_KEY}"])
+async def test_credential_subprotocol_echoed_only_when_alone(igloo: Igloo) -> None:
+    # A plain protocol offered beside the credential is selected; the credential is never echoed then.
+    ws = await igloo.ws(subprotocols=[f"apikey.{API_KEY}", "igloo.v1"])
     assert ws.selected_subprotocol == "igloo.v1"
     ws.close()
+    # Offered alone, the credential is selected (as Igloo Server does): a browser aborts a handshake that
+    # selects none of the protocols it offered.
     ws = await igloo.ws(subprotocols=[f"apikey.{API_KEY}"])
-    assert ws.selected_subprotocol is None
+    assert ws.selected_subprotocol == f"apikey.{API_KEY}"
+    assert (await read_frame(ws))["message"] == "Connected to event stream"  # type: ignore[index]
     ws.close()
 
 
@@ -188,7 +202,7 @@ async def test_logout_closes_sockets_4401(igloo: Igloo) -> None:
     igloo.add_user()
     cookie, session_id = await igloo.login()
     ws = await igloo.ws(headers={"Cookie": cookie})
-    other = await igloo.ws_key()
+    other = await igloo.ws_key("?history=10")
     await read_frame(ws)
     await read_frame(other)
     resp = await igloo.fetch("/api/auth/logout", method="POST", body=b"",
@@ -204,14 +218,22 @@ async def test_logout_closes_sockets_4401(igloo: Igloo) -> None:
     other.close()
 
 
-@pytest.mark.parametrize("overrides", [{"SESSION_TIMEOUT": "1"}])
-async def test_session_expiry_closes_socket_4401(igloo: Igloo) -> None:
-    igloo.add_user()
-    cookie, _ = await igloo.login()
-    ws = await igloo.ws(headers={"Cookie": cookie})
-    await read_frame(ws)
-    await read_until_closed(ws, timeout=3)
-    assert ws.close_code == 4401
+async def test_session_expiry_closes_socket_4401(io_loop: object, tmp_path: Path) -> None:
+    clock = ManualClock()
+    env = base_env(tmp_path / "data")
+    env["SESSION_TIMEOUT"] = "1"
+    igloo = start_igloo(env, clock=clock)
+    try:
+        igloo.add_user()
+        cookie, _ = await igloo.login()
+        ws = await igloo.ws(headers={"Cookie": cookie})
+        await read_frame(ws)
+        clock.advance(1)  # the one-second session timeout passes on the clock, not in real time
+        igloo.hub.sweep_sessions()  # what the hub's periodic sweep does
+        await read_until_closed(ws, timeout=3)
+        assert ws.close_code == 4401
+    finally:
+        stop_igloo(igloo)
 
 
 def test_encode_payload_never_fails() -> None:

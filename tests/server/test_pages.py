@@ -27,10 +27,12 @@ from tests.node.fakenet import FakeNetwork
 from tests.server.conftest import Igloo
 from tests.server.test_auth import xsrf_pair
 
+DASHBOARD_CARDS = {"_relays.html", "_peers.html", "_activity.html"}
 NO_NODE_TEMPLATES = {"base.html", "_macros.html", "onboarding.html", "login.html", "dashboard.html",
-                     "_node_actions.html", "_approvals.html", "configure.html", "error.html"}
+                     "_node_actions.html", "_approvals.html", "configure.html", "error.html",
+                     *DASHBOARD_CARDS}
 MANAGER_TEMPLATES = {"base.html", "_macros.html", "dashboard.html", "_node_actions.html", "_approvals.html",
-                     "configure.html"}
+                     "configure.html", *DASHBOARD_CARDS}
 
 
 class RecordingLoader(jinja2.BaseLoader):
@@ -96,7 +98,8 @@ async def test_pages_without_a_node(igloo: Igloo, loaded: set[str]) -> None:
     assert "No share configured" in text_of(dashboard) and "Add credentials" in dashboard
     assert 'data-relay="ws://127.0.0.1:8002/"' in dashboard  # the configured URL, no state known
     assert 'data-demo-start' not in dashboard and 'data-sign-test' not in dashboard
-    assert "a limited number of per 60 min" in text_of(dashboard)
+    assert "(per peer and hour) limits abuse by a stolen or runaway device; it does not prevent the leak" \
+        in text_of(dashboard)
     assert 'id="approvals"' not in dashboard
     assert re.search(r'data-since="\d+"', dashboard)
     configure = await page(igloo, "/configure", cookie)
@@ -186,8 +189,11 @@ async def test_configure_names_credentials_from_the_environment(igloo: Igloo, lo
 
 # The NIP-46 pages need a running bunker; tests/nip46/test_api.py renders them (same StrictUndefined env).
 NIP46_TEMPLATES = {"nip46.html", "nip46_connect.html"}
+# The administration pages and the API docs: tests/server/test_admin_pages.py renders each of them.
+ADMIN_TEMPLATES = {"users.html", "apikeys.html", "account.html", "recover.html", "keyset.html",
+                   "api_docs.html"}
 
 
 def test_the_state_tests_render_every_template() -> None:
     on_disk = {path.name for path in Path(TEMPLATES_DIR).glob("*.html")}
-    assert NO_NODE_TEMPLATES | MANAGER_TEMPLATES | NIP46_TEMPLATES == on_disk
+    assert NO_NODE_TEMPLATES | MANAGER_TEMPLATES | NIP46_TEMPLATES | ADMIN_TEMPLATES == on_disk

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import until
 from tests.server.conftest import WS, Igloo, base_env, read_frame, start_igloo, stop_igloo
 
 
@@ -19,8 +20,10 @@ async def read_seqs(ws: WS, count: int) -> list[int]:
 
 
 async def assert_quiet(ws: WS) -> None:
-    with pytest.raises(asyncio.TimeoutError):
-        await read_frame(ws, timeout=0.2)
+    """Nothing more is on its way: a ping's pong (answered in order on this socket) is the very next frame."""
+    await ws.write_message(json.dumps({"type": "ping"}))
+    frame = await read_frame(ws)
+    assert frame is not None and frame["type"] == "pong", frame
 
 
 async def test_since_replays_missed_then_live(igloo: Igloo) -> None:
@@ -41,14 +44,35 @@ async def test_since_replays_missed_then_live(igloo: Igloo) -> None:
     back.close()
 
 
-async def test_fresh_client_gets_recent_events(igloo: Igloo) -> None:
+async def test_fresh_client_gets_live_events_only(igloo: Igloo) -> None:
+    # As on Igloo Server: a client that names no position gets what happens from now on, not old events
+    # it might take for new ones.
     for n in range(130):
         igloo.hub.publish("info", f"boot{n}")
     ws = await igloo.ws_key()
+    greeting = await read_frame(ws)
+    assert greeting["data"] == {"lastSeq": 130}  # type: ignore[index]
+    await assert_quiet(ws)
+    igloo.hub.publish("info", "live")
+    assert await read_seqs(ws, 1) == [131]
+    ws.close()
+
+
+async def test_history_is_asked_for_explicitly(igloo: Igloo) -> None:
+    for n in range(130):
+        igloo.hub.publish("info", f"boot{n}")
+    ws = await igloo.ws_key("?history=100")
     await read_frame(ws)
     assert await read_seqs(ws, 100) == list(range(31, 131))
     await assert_quiet(ws)
+    igloo.hub.publish("info", "live")
+    assert await read_seqs(ws, 1) == [131]
     ws.close()
+    for bad in ("?history=-1", "?history=x", "?history=²"):  # ignored: live only
+        other = await igloo.ws_key(bad)
+        await read_frame(other)
+        await assert_quiet(other)
+        other.close()
 
 
 @pytest.mark.parametrize("overrides", [{"EVENT_BUFFER_SIZE": "5"}])
@@ -135,5 +159,4 @@ async def test_events_flushed_in_batches(igloo: Igloo) -> None:
     for n in range(3):
         igloo.hub.publish("info", f"e{n}")
     assert igloo.db.query_one("SELECT COUNT(*) FROM events")[0] == 0  # not on the hot path
-    await asyncio.sleep(0.4)
-    assert igloo.db.query_one("SELECT COUNT(*) FROM events")[0] == 3
+    await until(lambda: igloo.db.query_one("SELECT COUNT(*) FROM events")[0] == 3, what="the turn's flush")

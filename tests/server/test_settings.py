@@ -35,7 +35,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert (s.rate_limit_login_max, s.rate_limit_login_window) == (5, 900)
     assert (s.rate_limit_enabled, s.rate_limit_window, s.rate_limit_max) == (True, 900, 600)
     node = (s.sign_timeout, s.peer_ping_interval, s.sign_budget, s.sign_budget_window)
-    assert node == (5.0, 30.0, 20, 3600)
+    assert node == (5.0, 30.0, 1200, 3600)
     assert s.demo_enabled and not s.approval_mode and s.relays == () and s.peer_policies == ()
     assert s.effective_relays == ("ws://127.0.0.1:8002/",)
     assert s.credentials_key is None and s.session_secret is None and not s.production

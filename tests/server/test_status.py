@@ -16,9 +16,9 @@ CREDS = {"GROUP_CRED": "bfgroup1secretgroupvalue", "SHARE_CRED": "bfshare1secret
 
 
 @pytest.mark.parametrize("overrides", [CREDS])
-async def test_status_public_and_secret_free(igloo: Igloo) -> None:
+async def test_status_secret_free(igloo: Igloo) -> None:
     igloo.hub.publish("info", "hello")
-    resp = await igloo.fetch("/api/status")
+    resp = await igloo.fetch("/api/status", headers={"X-API-Key": API_KEY})
     assert resp.code == 200
     status = json.loads(resp.body)
     for key in ("serverRunning", "nodeActive", "hasCredentials", "relayCount", "relays", "timestamp",
@@ -36,7 +36,7 @@ async def test_status_public_and_secret_free(igloo: Igloo) -> None:
 async def test_status_counts_connections(igloo: Igloo) -> None:
     ws = await igloo.ws_key()
     await ws.read_message()
-    status = json.loads((await igloo.fetch("/api/status")).body)
+    status = json.loads((await igloo.fetch("/api/status", headers={"X-API-Key": API_KEY})).body)
     assert status["connections"] == 1
     ws.close()
 
@@ -50,7 +50,7 @@ class FakeNode:
 
 async def test_status_uses_node_hook(igloo: Igloo) -> None:
     igloo.app.settings["node"] = FakeNode()
-    status = json.loads((await igloo.fetch("/api/status")).body)
+    status = json.loads((await igloo.fetch("/api/status", headers={"X-API-Key": API_KEY})).body)
     assert status["nodeActive"] is True and status["relays"] == ["wss://relay.example"]
     assert status["relayCount"] == 1
 
@@ -61,6 +61,7 @@ def test_build_application_accepts_node(igloo: Igloo) -> None:
     assert app.settings["node"] is node
 
 
+@pytest.mark.parametrize("overrides", [{"ALLOWED_HOSTS": "igloo.example"}])
 async def test_legacy_events_get(igloo: Igloo) -> None:
     unauth = await igloo.fetch("/api/events")
     assert unauth.code == 401 and json.loads(unauth.body) == {"error": "Authentication required"}
@@ -77,14 +78,14 @@ async def test_legacy_events_get(igloo: Igloo) -> None:
 async def test_legacy_events_keep_alive_headers(igloo: Igloo) -> None:
     # tornado's test client always sends "Connection: close"; a browser keeps the connection alive.
     reader, writer = await asyncio.open_connection("127.0.0.1", igloo.port)
-    writer.write(f"GET /api/events HTTP/1.1\r\nHost: h\r\nX-API-Key: {API_KEY}\r\n\r\n".encode())
+    writer.write(f"GET /api/events HTTP/1.1\r\nHost: localhost\r\nX-API-Key: {API_KEY}\r\n\r\n".encode())
     head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)).decode().lower()
     writer.close()
     assert head.startswith("http/1.1 426")
     assert "\r\nupgrade: websocket\r\n" in head and "\r\nconnection: upgrade\r\n" in head
 
 
-@pytest.mark.parametrize("overrides", [{"TRUST_PROXY": "true"}])
+@pytest.mark.parametrize("overrides", [{"TRUST_PROXY": "true", "ALLOWED_HOSTS": "igloo.example"}])
 async def test_legacy_events_says_wss_over_https(igloo: Igloo) -> None:
     resp = await igloo.fetch("/api/events", headers={"X-API-Key": API_KEY, "X-Forwarded-Proto": "https",
                                                      "Host": "igloo.example"})
