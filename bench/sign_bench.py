@@ -1,6 +1,7 @@
 """End-to-end signing latency: POST /api/sign on Igloo's server against two JS reference nodes signing.
 
-Usage: `.venv/bin/python bench/sign_bench.py [--rounds 200] [--concurrency 8] [--warmup 10]`
+Usage: `.venv/bin/python bench/sign_bench.py [--quick] [--rounds 200] [--concurrency 8] [--warmup 10]
+[--json out.json]`
 
 One command starts everything on loopback, for one fresh 2-of-3 keyset, all over ONE relay (the embedded
 relay of the server holding share 1):
@@ -11,6 +12,11 @@ relay of the server holding share 1):
   answers instead.
 - `JS+JS`: a JS node holding share 3 asks the JS node holding share 2 (`req.sign` with `peers`), over A's
   relay.
+- `igloo+2igloo` and `igloo+2JS` (concurrent only): A with TWO co-signers online (Igloo servers B and C, then
+  the JS nodes holding shares 2 and 3). Each session still goes to one co-signer (2-of-3); the table counts
+  which co-signer answered each session (B's and C's event streams; the JS nodes' `/sign/handler/res`
+  events). On this 2-core machine both co-signers share the cores with everything else, so the spreading
+  shows in the counts and in each co-signer's CPU, not in wall time.
 
 Igloo is timed at the HTTP client (tornado, keep-alive) around each `POST /api/sign` with a fresh random
 sighash: the whole request, HTTP included. JS is timed inside node with `performance.now()` around each
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -37,6 +44,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -134,12 +142,66 @@ async def measure(
     return {"sequential": sequential, "concurrent": concurrent}
 
 
-async def bench(args: argparse.Namespace, work: Path) -> dict[str, dict[str, dict[str, float]]]:
-    """Start the processes, run the three modes, stop everything."""
+class AnswerCounter:
+    """Counts one Igloo co-signer's "Signature response sent" events (sessions and sighashes) from its stream,
+    from now on (the stream first replays recent events: those stamped before the start are skipped)."""
+
+    def __init__(self, server: IglooServer) -> None:
+        self.server = server
+        self.since = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")[:23]
+        self.sessions = 0
+        self.sighashes = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> AnswerCounter:
+        """Open the co-signer's event stream and count in the background."""
+        socket = await self.server.events()
+        self._task = asyncio.ensure_future(self._read(socket))
+        return self
+
+    async def _read(self, socket: Any) -> None:
+        while (message := await socket.read_message()) is not None:
+            frame = json.loads(message)
+            if str(frame.get("timestamp", ""))[:23] < self.since:
+                continue
+            if frame.get("type") == "sign" and frame.get("message") == "Signature response sent":
+                self.sessions += 1
+                self.sighashes += len((frame.get("data") or {}).get("sighashes") or [])
+
+    async def close(self) -> dict[str, int]:
+        """Stop counting; ``{sessions, sighashes}``."""
+        await asyncio.sleep(0.5)  # a co-signer logs its answer once the relay's OK is back
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        return {"sessions": self.sessions, "sighashes": self.sighashes}
+
+
+def js_answered(node: JsNode, since: int) -> dict[str, int]:
+    """Sign requests a JS node answered (``/sign/handler/res`` events) after its ``since``-th event."""
+    sessions = sum(1 for e in node.events[since:] if e.get("event") == "/sign/handler/res")
+    return {"sessions": sessions, "sighashes": -1}  # the forwarded event does not carry the sighashes
+
+
+async def spread(name: str, server_a: IglooServer, args: argparse.Namespace, pids: tuple[int | None, ...],
+                 count: Callable[[], Awaitable[list[dict[str, int]]]]) -> dict[str, Any]:
+    """The concurrent series with two co-signers online; who answered each session."""
+    before = [cpu_ms(pid) for pid in pids]
+    result: dict[str, Any] = summary(await time_http(server_a, args.rounds, args.concurrency))
+    cpu = [(cpu_ms(pid) - b) / args.rounds for pid, b in zip(pids, before, strict=True)]
+    result["cpu_requester"], result["cpu_cosigners"] = cpu[0], cpu[1:]
+    result["answered"] = await count()
+    print(f"  {name}: {args.concurrency} concurrent p50 {result['p50']:.1f} ms, answered "
+          f"{[a['sessions'] for a in result['answered']]}", file=sys.stderr)
+    return result
+
+
+async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Start the processes, run the modes, stop everything."""
     made = keytools.keygen(2, 3)
     bfgroup, bfshares = made["group"], made["shares"]
     members = decode_group(bfgroup).member_pubkeys()
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    results: dict[str, Any] = {}
     server_a = IglooServer(bfgroup, bfshares[0], work / "a", extra_env=BUDGET_ENV)
     await server_a.start()
     try:
@@ -150,6 +212,21 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, dict[str, dic
             await _ping(server_a, members[1])
             results["igloo+igloo"] = await measure(
                 "igloo+igloo", lambda n, c: time_http(server_a, n, c), args, (server_a.pid, server_b.pid))
+            server_c = IglooServer(bfgroup, bfshares[2], work / "c", relays=[server_a.relay_url],
+                                   extra_env=BUDGET_ENV)
+            await server_c.start()
+            try:
+                await _ping(server_a, members[2])
+                await _ping(server_a, members[1])
+                counters = [await AnswerCounter(server_b).start(), await AnswerCounter(server_c).start()]
+
+                async def count_igloo() -> list[dict[str, int]]:
+                    return [await counter.close() for counter in counters]
+
+                results["igloo+2igloo"] = await spread(
+                    "igloo+2igloo", server_a, args, (server_a.pid, server_b.pid, server_c.pid), count_igloo)
+            finally:
+                await server_c.stop()
         finally:
             await server_b.stop()
         js2 = await JsNode(bfgroup, bfshares[1], [server_a.relay_url]).start()
@@ -161,6 +238,16 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, dict[str, dic
             try:
                 results["JS+JS"] = await measure(
                     "JS+JS", lambda n, c: time_js(js3, members[1], n, c), args, (_pid(js3), _pid(js2)))
+                await _ping(server_a, members[2])
+                await _ping(server_a, members[1])
+                marks = (len(js2.events), len(js3.events))
+
+                async def count_js() -> list[dict[str, int]]:
+                    await asyncio.sleep(0.5)
+                    return [js_answered(js2, marks[0]), js_answered(js3, marks[1])]
+
+                results["igloo+2JS"] = await spread(
+                    "igloo+2JS", server_a, args, (server_a.pid, _pid(js2), _pid(js3)), count_js)
             finally:
                 await js3.close()
         finally:
@@ -185,7 +272,7 @@ async def _ping(igloo: IglooServer, pubkey: str) -> None:
     raise RuntimeError(f"co-signer {pubkey[:12]}… does not answer pings")
 
 
-def render(results: dict[str, dict[str, dict[str, float]]], args: argparse.Namespace) -> str:
+def render(results: dict[str, Any], args: argparse.Namespace) -> str:
     """The Markdown table (ms), with the bars where the load issue sets one."""
     node_version = subprocess.run([node_binary() or "node", "--version"], capture_output=True, text=True,
                                   timeout=10).stdout.strip()
@@ -219,6 +306,20 @@ def render(results: dict[str, dict[str, dict[str, float]]], args: argparse.Names
             lines.append(f"| {label} | {name} | {row['p50']:.1f} | {row['p95']:.1f} | {row['p99']:.1f} | "
                          f"{row['mean']:.1f} | {row['cpu_requester']:.1f} | {row['cpu_cosigner']:.1f} | "
                          f"{verdict} |")
+    spread_labels = {"igloo+2igloo": "Igloo → two Igloo co-signers", "igloo+2JS": "Igloo → two JS co-signers"}
+    lines += ["", "Two co-signers online (each session to one of them):", "",
+              "| 2-of-3 signing | series | p50 | p95 | p99 | mean | CPU/req requester | CPU/req co-signers "
+              "| sessions answered |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for mode, label in spread_labels.items():
+        row = results[mode]
+        cpu = " / ".join(f"{v:.1f}" for v in row["cpu_cosigners"])
+        answered = " / ".join(str(a["sessions"]) for a in row["answered"])
+        total = sum(a["sessions"] for a in row["answered"])
+        shares = " / ".join(f"{100 * a['sessions'] / max(1, total):.0f} %" for a in row["answered"])
+        lines.append(f"| {label} | {args.concurrency} concurrent | {row['p50']:.1f} | {row['p95']:.1f} | "
+                     f"{row['p99']:.1f} | {row['mean']:.1f} | {row['cpu_requester']:.1f} | {cpu} | "
+                     f"{answered} ({shares}) |")
     return "\n".join(lines)
 
 
@@ -228,13 +329,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="50 rounds per series")
+    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.quick:
+        args.rounds = min(args.rounds, 50)
     if node_binary() is None:
         sys.exit("sign_bench: `node` is not installed (the JS reference runs in node)")
     ensure_js_packages()
     with tempfile.TemporaryDirectory(prefix="igloo-sign-bench-") as tmp:
         results = asyncio.run(bench(args, Path(tmp)))
     print(render(results, args))
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

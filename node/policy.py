@@ -185,9 +185,11 @@ class SignBudget:
         self._clock = clock
         self._ledger = ledger
         self._spent: dict[str, deque[tuple[float, int]]] = {}
+        self._totals: dict[str, int] = {}  # the sum of each peer's entries, kept with them (no re-summing)
         if ledger is not None:
             for pubkey, at, count in sorted(ledger.load_spent(clock() - window), key=lambda r: r[1]):
                 self._spent.setdefault(pubkey, deque()).append((at, count))
+                self._totals[pubkey] = self._totals.get(pubkey, 0) + count
 
     def _used(self, pubkey: str) -> int:
         entries = self._spent.get(pubkey)
@@ -195,8 +197,8 @@ class SignBudget:
             return 0
         horizon = self._clock() - self.window
         while entries and entries[0][0] <= horizon:
-            entries.popleft()
-        return sum(count for _, count in entries)
+            self._totals[pubkey] -= entries.popleft()[1]
+        return self._totals[pubkey]
 
     def remaining(self, pubkey: str) -> int:
         """How many more the peer may get in the current window."""
@@ -212,6 +214,7 @@ class SignBudget:
             return False
         now = self._clock()
         self._spent.setdefault(pubkey, deque()).append((now, count))
+        self._totals[pubkey] = self._totals.get(pubkey, 0) + count
         if self._ledger is not None:
             self._ledger.record_spent(pubkey, now, count)
         return True

@@ -90,6 +90,7 @@ class _Pending:
 
     expected: set[str]
     answers: dict[str, Inbound] = field(default_factory=dict)
+    arrived: dict[str, float] = field(default_factory=dict)  # time.monotonic() of each answer
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -112,6 +113,10 @@ class NodeOptions:
 
 SUB_ID = "igloo-node"
 RELAY_SETTLE_MAX = 5.0  # seconds a relay change waits for new relays to subscribe before dropping the old
+
+MAX_SESSIONS_IN_FLIGHT = 16
+"""Signing sessions the sign queue keeps in flight at most (spread over co-signers, or pipelined to one
+whose rounds are mostly network time); further requests wait and go out batched."""
 
 
 class NodeService:
@@ -148,8 +153,8 @@ class NodeService:
             self.options.sign_budget, self.options.sign_budget_window, clock, budget_ledger
         )
         self.approvals = ApprovalQueue(clock)
-        # Concurrent one-sighash requests share batched sessions: one co-signer message per batch.
-        self.sign_queue = SignQueue(self.sign)
+        # Concurrent one-sighash requests share batched sessions, spread over the online co-signers.
+        self.sign_queue = self._new_sign_queue()
         self._pool: Pool | None = None
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -190,7 +195,7 @@ class NodeService:
         if self.active:
             return
         if self.sign_queue.closed:  # started again after a stop
-            self.sign_queue = SignQueue(self.sign)
+            self.sign_queue = self._new_sign_queue()
         self.started_at = self._clock()
         self._pool = self._pool_factory(
             self.relays, on_event=self._on_event, on_state=self._on_state, on_eose=self._on_eose,
@@ -351,6 +356,7 @@ class NodeService:
             pending = self._pending.get(inbound.id)
             if pending is not None and inbound.sender in pending.expected:
                 pending.answers.setdefault(inbound.sender, inbound)
+                pending.arrived.setdefault(inbound.sender, time.monotonic())
                 if pending.expected <= pending.answers.keys():
                     pending.done.set()
             else:
@@ -484,8 +490,12 @@ class NodeService:
             raise NodeUnavailable("node is not running")
         return self._pool
 
-    async def _request(self, tag: str, payloads: dict[str, str], wait: float) -> dict[str, Inbound]:
-        """Send one event per recipient with a shared id; collect answers until all arrive or ``wait``."""
+    async def _request(self, tag: str, payloads: dict[str, str], wait: float,
+                       arrived: dict[str, float] | None = None) -> dict[str, Inbound]:
+        """Send one event per recipient with a shared id; collect answers until all arrive or ``wait``.
+
+        ``arrived``, when given, gets the ``time.monotonic()`` at which each answer came in.
+        """
         pool = self._require_active()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -501,6 +511,8 @@ class NodeService:
                 raise RelayUnavailable("no relay accepted the request")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pending.done.wait(), max(0.0, deadline - loop.time()))
+            if arrived is not None:
+                arrived.update(pending.arrived)
             return dict(pending.answers)
         finally:
             self._pending.pop(msg_id, None)
@@ -568,8 +580,28 @@ class NodeService:
         self.emit("bifrost", "Self echo returned", {"id": answer.id})
         return answer.data
 
+    def _new_sign_queue(self) -> SignQueue:
+        return SignQueue(self.sign, max_inflight=MAX_SESSIONS_IN_FLIGHT, send_now=self._send_now)
+
+    def _send_now(self) -> bool:
+        """The sign queue asks, while a session is in flight: send a waiting request now, or let it join
+        the batch that leaves when a session ends? Now, when the co-signers it would go to are online and
+        expected to answer no later than waiting would (an idle co-signer, or a busy one whose rounds are
+        mostly network time); see :meth:`PeerTable.send_now`."""
+        try:
+            chosen, _ = self._choose(set())
+        except NodeUnavailable:
+            return False
+        if not all(self.peer_table.is_online(peer) for peer in chosen):
+            return False
+        return self.peer_table.send_now(chosen)
+
     def _choose(self, excluded: set[str]) -> tuple[list[str], bool]:
-        """``threshold - 1`` peers, online first; and whether alternatives remain."""
+        """``threshold - 1`` peers, online and least loaded first; and whether alternatives remain.
+
+        Never more than the threshold needs: every extra partial signature is one more equation of the
+        share leak (spec §9.1).
+        """
         candidates = [p for p in self.peers if self.policies.get(p).send and p not in excluded]
         # A peer that told us it refuses our requests answers them with silence (spec §4.7): ask it last.
         ranked = sorted(self.peer_table.rank(candidates), key=lambda p: p in self._refused_by)
@@ -595,6 +627,19 @@ class NodeService:
         for peer, answer in answers.items():
             self._seen(peer, answer.tag)
         return silent
+
+    async def _timed_request(self, tag: str, chosen: list[str], data: str, wait: float) -> dict[str, Inbound]:
+        """``_request`` to the chosen co-signers, counted as in flight with each of them while it lasts, and
+        each answer's round trip recorded (what spreads the next rounds, see ``PeerTable.rank``)."""
+        sent_at = time.monotonic()
+        started = {peer: self.peer_table.begin_round(peer) for peer in chosen}
+        arrived: dict[str, float] = {}
+        try:
+            return await self._request(tag, dict.fromkeys(chosen, data), wait, arrived)
+        finally:
+            for peer, began in started.items():
+                at = arrived.get(peer)
+                self.peer_table.end_round(peer, began, None if at is None else (at - sent_at) * 1000)
 
     async def _cosign(self, round_: _Round, timeout: float | None,
                       attempt: Callable[[list[str], list[int]], _Attempt[_P, _R]],
@@ -624,9 +669,7 @@ class NodeService:
             current = attempt(chosen, members)
             self.emit(round_.kind, f"{round_.label} request sent", current.sent)
             wait = self._attempt_wait(chosen, alternatives, remaining)
-            answers = (
-                await self._request(round_.tag, dict.fromkeys(chosen, current.data), wait) if chosen else {}
-            )
+            answers = await self._timed_request(round_.tag, chosen, current.data, wait) if chosen else {}
             silent = self._note_silent(chosen, answers)
             pkgs: list[_P] = []
             for peer, answer in answers.items():

@@ -157,3 +157,71 @@ def test_a_queued_request_keeps_its_own_deadline() -> None:
         assert node.sessions == [[[a]]]  # the timed-out request never went out
 
     run(scenario())
+
+
+def test_send_now_lets_a_request_go_out_beside_a_session_in_flight() -> None:
+    async def scenario() -> None:
+        node = FakeNode()
+        node.gate = asyncio.Event()
+        answers = [True, False]
+        asked: list[int] = []
+
+        def send_now() -> bool:
+            asked.append(len(node.sessions))
+            return answers.pop(0) if answers else False
+
+        queue = SignQueue(node.sign, max_inflight=4, send_now=send_now)
+        a, b, c, d = hashes(4)
+        tasks = [asyncio.ensure_future(queue.sign(a))]
+        await asyncio.sleep(0)
+        assert asked == []  # nothing in flight: no question
+        tasks.append(asyncio.ensure_future(queue.sign(b)))
+        await asyncio.sleep(0)
+        tasks += [asyncio.ensure_future(queue.sign(h)) for h in (c, d)]
+        await asyncio.sleep(0.01)
+        assert node.sessions == [[[a]], [[b]]]  # b went out beside a; c and d were told to wait
+        assert asked == [1, 2, 2]
+        node.gate.set()
+        assert [r[0] for r in await asyncio.gather(*tasks)] == [a, b, c, d]
+        assert node.sessions[2] == [[c], [d]]  # together, when the first session ended
+
+    run(scenario())
+
+
+def test_max_inflight_bounds_the_sessions_whatever_send_now_says() -> None:
+    async def scenario() -> None:
+        node = FakeNode()
+        node.gate = asyncio.Event()
+        queue = SignQueue(node.sign, max_inflight=3, send_now=lambda: True)
+        first = hashes(3)
+        tasks = [asyncio.ensure_future(queue.sign(h)) for h in first]
+        await asyncio.sleep(0)
+        rest = hashes(5)
+        tasks += [asyncio.ensure_future(queue.sign(h)) for h in rest]
+        await asyncio.sleep(0.01)
+        assert len(node.sessions) == 3
+        node.gate.set()
+        await asyncio.gather(*tasks)
+        assert node.sessions[3] == [[h] for h in rest]  # batched once a slot was free
+
+    run(scenario())
+
+
+def test_a_batch_larger_than_max_batch_goes_out_in_several_sessions_and_skips_callers_that_left() -> None:
+    async def scenario() -> None:
+        node = FakeNode()
+        node.gate = asyncio.Event()
+        queue = SignQueue(node.sign, max_batch=2)
+        first, *rest = hashes(6)
+        head = asyncio.ensure_future(queue.sign(first))
+        await asyncio.sleep(0)
+        waiting = [asyncio.ensure_future(queue.sign(h)) for h in rest]
+        await asyncio.sleep(0.01)
+        for task in waiting[:2]:
+            task.cancel()  # the first two callers leave: their sighashes must not hold a batch's place
+        node.gate.set()
+        await head
+        assert [r[0] for r in await asyncio.gather(*waiting[2:])] == rest[2:]
+        assert node.sessions[1] == [[rest[2]], [rest[3]]] and node.sessions[2] == [[rest[4]]]
+
+    run(scenario())
