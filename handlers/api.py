@@ -19,7 +19,6 @@ from handlers.roles import READ, USER
 from handlers.throttle import ENV_WRITE, RECOVERY, SIGN
 from node import Event, NodeError, NodeManager, NodeService, keytools, validate, validate_credentials
 
-MAX_BODY = 64 * 1024
 PEER_SCHEMA = obj({"pubkey": STR, "online": BOOL}, ["pubkey", "online"], additionalProperties=True)
 POLICY_SCHEMA = obj({"pubkey": STR, "allowSend": BOOL, "allowReceive": BOOL},
                     ["pubkey", "allowSend", "allowReceive"], additionalProperties=True)
@@ -62,15 +61,6 @@ class NodeApi(ApiHandler):
             raise tornado.web.HTTPError(503, reason="Node not available")
         return service
 
-    def body(self) -> dict[str, Any]:
-        """The JSON object body (413 when too large)."""
-        if len(self.request.body or b"") > MAX_BODY:
-            raise tornado.web.HTTPError(413, reason="Request too large")
-        return self.read_json()
-
-    def fail(self, status: int, message: str, **extra: Any) -> None:
-        """Finish with ``{error, ...}``."""
-        self.write_json({"error": message, **extra}, status=status)
 
     def error_code(self, status: int, message: str) -> str | None:
         """Igloo Server's ``code`` for an error of this route (None when the route has no codes)."""

@@ -575,6 +575,8 @@ class ApiHandler(AuthMixin):
     anyone)."""
 
     public = False
+    max_body = 64 * 1024
+    """Bytes a route's JSON body may have (the gate's limit; routes that take only small bodies set less)."""
 
     async def prepare(self) -> None:
         """Authenticate; refuse with 401 JSON when required and missing, 403 without the route's role; apply
@@ -630,6 +632,16 @@ class ApiHandler(AuthMixin):
         if not isinstance(body, dict):
             raise tornado.web.HTTPError(400, reason="Expected a JSON object")
         return body
+
+    def body(self) -> dict[str, Any]:
+        """The JSON object body (413 when larger than ``max_body``)."""
+        if len(self.request.body or b"") > self.max_body:
+            raise tornado.web.HTTPError(413, reason="Request too large")
+        return self.read_json()
+
+    def fail(self, status: int, message: str, **extra: Any) -> None:
+        """Finish with ``{error, ...}``."""
+        self.write_json({"error": message, **extra}, status=status)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors are JSON ``{error}``; a storage fault (locked database, full disk) is a 503 naming it."""

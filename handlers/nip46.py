@@ -16,7 +16,6 @@ from handlers.openapi import ANY_OBJECT, BOOL, ERROR, NUM, STR, arr, enum, nulla
 from handlers.roles import USER
 from node import nip46, validate
 
-MAX_BODY = 64 * 1024
 MAX_LISTED = 500
 RELAYS_REQUEST = obj({"relays": nullable(arr(STR))}, ["relays"])
 RELAYS_SCHEMA = obj({"relays": arr(STR), "source": enum("custom", "env", "node")}, ["relays", "source"])
@@ -58,15 +57,6 @@ class Nip46Api(ApiHandler):
             raise tornado.web.HTTPError(503, reason="NIP-46 is not available (NIP46_ENABLED=false or no key)")
         return bunker
 
-    def body(self) -> dict[str, Any]:
-        """The JSON object body (413 when too large)."""
-        if len(self.request.body or b"") > MAX_BODY:
-            raise tornado.web.HTTPError(413, reason="Request too large")
-        return self.read_json()
-
-    def fail(self, status: int, message: str, **extra: Any) -> None:
-        """Finish with ``{error, ...}``."""
-        self.write_json({"error": message, **extra}, status=status)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """503 keeps its reason; everything else as the base class says."""

@@ -14,7 +14,7 @@ from typing import Any
 from node import validate
 from node.crypto import curve
 from node.nostr import nip04, nip44
-from node.nostr.event import Event, compute_event_id, sign_event_gen
+from node.nostr.event import Event, compute_event_id, sign_event_gen, template_fields
 
 KIND = 24133
 MAX_ID_LENGTH = 128
@@ -162,19 +162,7 @@ def parse_event_template(params: list[str], group_pubkey: str | None = None) -> 
         raise ValueError("event is not JSON") from None
     if not isinstance(obj, dict):
         raise ValueError("event must be a JSON object")
-    kind, created_at = obj.get("kind"), obj.get("created_at")
-    if not isinstance(kind, int) or isinstance(kind, bool) or not 0 <= kind <= 65535:
-        raise ValueError("event.kind: required, an integer 0..65535")
-    if not isinstance(created_at, int) or isinstance(created_at, bool) or not 0 < created_at < 2**53:
-        raise ValueError("event.created_at: required, a positive integer timestamp")
-    tags = obj.get("tags", [])
-    if not isinstance(tags, list) or not all(
-        isinstance(tag, list) and all(isinstance(item, str) for item in tag) for tag in tags
-    ):
-        raise ValueError("event.tags: must be a list of lists of strings")
-    content = obj.get("content", "")
-    if not isinstance(content, str):
-        raise ValueError("event.content: must be a string")
+    kind, created_at, tags, content = template_fields(obj)
     if not _unicode(json.dumps([tags, content], ensure_ascii=False)):
         raise ValueError("event: not valid Unicode (a lone surrogate in the content or tags)")
     pubkey = obj.get("pubkey")

@@ -81,19 +81,20 @@ def compute_event_id(pubkey: str, created_at: int, kind: int, tags: list[list[st
     return hashlib.sha256(serialize_for_id(pubkey, created_at, kind, tags, content)).hexdigest()
 
 
-def template_event_id(template: object, pubkey: str) -> str:
-    """The NIP-01 id of the template ``{kind, created_at, tags?, content?, pubkey?}`` signed by ``pubkey``.
+def template_fields(template: object) -> tuple[int, int, list[list[str]], str]:
+    """``(kind, created_at, tags, content)`` of an event template ``{kind, created_at, tags?, content?}``.
 
-    ``tags`` defaults to ``[]`` and ``content`` to ``""``; a ``pubkey`` in the template must be the signer's.
-    ``ValueError`` names the bad field (``event.kind: ...``).
+    ``kind`` and ``created_at`` are required (never defaulted); ``created_at`` stays below 2^53 so every
+    client reads it exactly; ``tags`` defaults to ``[]`` and ``content`` to ``""``. ``ValueError`` names the
+    bad field (``event.kind: ...``).
     """
     if not isinstance(template, dict):
         raise ValueError("event: expected an object")
     kind, created_at = template.get("kind"), template.get("created_at")
     if not isinstance(kind, int) or isinstance(kind, bool) or not 0 <= kind <= 65535:
-        raise ValueError("event.kind: must be an integer 0..65535")
-    if not isinstance(created_at, int) or isinstance(created_at, bool) or created_at <= 0:
-        raise ValueError("event.created_at: must be a positive integer timestamp")
+        raise ValueError("event.kind: required, an integer 0..65535")
+    if not isinstance(created_at, int) or isinstance(created_at, bool) or not 0 < created_at < 2**53:
+        raise ValueError("event.created_at: required, a positive integer timestamp")
     tags = template.get("tags", [])
     if not isinstance(tags, list) or not all(
         isinstance(tag, list) and all(isinstance(item, str) for item in tag) for tag in tags
@@ -102,6 +103,16 @@ def template_event_id(template: object, pubkey: str) -> str:
     content = template.get("content", "")
     if not isinstance(content, str):
         raise ValueError("event.content: must be a string")
+    return kind, created_at, tags, content
+
+
+def template_event_id(template: object, pubkey: str) -> str:
+    """The NIP-01 id of the template ``{kind, created_at, tags?, content?, pubkey?}`` signed by ``pubkey``.
+
+    The fields are checked by :func:`template_fields`; a ``pubkey`` in the template must be the signer's.
+    """
+    kind, created_at, tags, content = template_fields(template)
+    assert isinstance(template, dict)  # template_fields refuses anything else
     claimed = template.get("pubkey")
     if claimed is not None and (not isinstance(claimed, str) or claimed.lower() != pubkey):
         raise ValueError("event.pubkey: must be the signing key's pubkey (or omitted)")
