@@ -192,6 +192,7 @@ async def test_full_api_flow(http_server_client: Any, world: World, tmp_path: Pa
         ({"event": {"kind": 1, "created_at": 1, "pubkey": "ab" * 32}}, "event.pubkey"),
         ({"event": {"kind": -1, "created_at": 1}}, "event.kind"),
         ({"event": {"kind": 1, "created_at": 1, "tags": "x"}}, "event.tags"),
+        ({"event": {"kind": 1, "created_at": 2**53}}, "event.created_at"),  # a client could not read it back
     ):
         code, body = await call(c, "POST", "/api/sign", bad)
         assert code == 400 and body["error"].startswith(field)
