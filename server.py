@@ -257,6 +257,8 @@ def build_bunker(config: Settings, db: Database, hub: EventHub, node: NodeManage
         stranger_rate=float(config.nip46_stranger_rate),
         clock_skew=config.nip46_clock_skew,
         auth_url=config.nip46_auth_url,
+        session_limit=config.nip46_session_rate_limit_max,
+        session_window=float(config.nip46_session_rate_limit_window),
     )
     return nip46.Bunker(nip46.NodeSigner(node), Nip46Store(db, config.credentials_key), emit=hub.publish,
                         options=options)
