@@ -32,6 +32,7 @@ from handlers.connections import build_http_server
 from handlers.event_frames import CLOSE_GOING_AWAY
 from handlers.event_hub import EventHub
 from handlers.events import MAX_CLIENT_FRAME, EventStreamHandler
+from handlers.form_tokens import FormTokens
 from handlers.gate import IglooApplication
 from handlers.keys import recovery_limiter
 from handlers.throttle import Throttles
@@ -136,6 +137,7 @@ def build_application(
         "api_keys": ApiKeyStore(db),
         "keyset_name": KeysetNameStore(db),
         "recovery_limiter": recovery_limiter(),
+        "form_tokens": FormTokens(),
         "sessions": sessions,
         "templates": templates,
         "login_limiter": LoginLimiter(config.rate_limit_login_max, config.rate_limit_login_window),
@@ -257,6 +259,8 @@ def build_bunker(config: Settings, db: Database, hub: EventHub, node: NodeManage
         stranger_rate=float(config.nip46_stranger_rate),
         clock_skew=config.nip46_clock_skew,
         auth_url=config.nip46_auth_url,
+        session_limit=config.nip46_session_rate_limit_max,
+        session_window=float(config.nip46_session_rate_limit_window),
     )
     return nip46.Bunker(nip46.NodeSigner(node), Nip46Store(db, config.credentials_key), emit=hub.publish,
                         options=options)

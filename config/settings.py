@@ -215,7 +215,9 @@ class Settings:
         "NIP46_SESSION_RATE_LIMIT_WINDOW", _WINDOW, 3600, LIMITS,
         "Window of NIP46_SESSION_RATE_LIMIT_MAX, in seconds.")
     nip46_session_rate_limit_max: int = setting(
-        "NIP46_SESSION_RATE_LIMIT_MAX", _COUNT, 120, LIMITS, "New NIP-46 sessions per user per window.")
+        "NIP46_SESSION_RATE_LIMIT_MAX", _COUNT, 120, LIMITS,
+        "New NIP-46 sessions (bunker:// connects and nostrconnect:// pairings together) on this signer per "
+        "window; over it a connect gets an error reply (its secret stays usable) and a pairing HTTP 429.")
     # --- Event stream
     event_buffer_size: int = setting(
         "EVENT_BUFFER_SIZE", _COUNT, 1000, STREAM, "Events kept in memory and SQLite for resume.")

@@ -2,7 +2,9 @@
 
 Both are plain forms and work without JavaScript (copy buttons aside; downloads are links). What they show
 (the nsec, the shares) is in that one answer only: never stored, logged or put in an event, and the answer is
-not cached. Recovery shares one limit with ``POST /api/recover`` (``handlers.keys.recovery_wait``).
+not cached. Each form carries a single-use token (``handlers.form_tokens``), so reloading the answer cannot
+run the form again: it shows the form with a note instead. Recovery shares one limit with
+``POST /api/recover`` (``handlers.keys.recovery_wait``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.base import BaseHandler
+from handlers.form_tokens import ALREADY_USED, FIELD, FormTokens
 from handlers.keys import recovery_wait
 from handlers.roles import ADMIN
 from handlers.throttle import RECOVERY
@@ -25,10 +28,17 @@ class KeyPage(BaseHandler):
     access = ADMIN
 
     def show(self, template: str, status: int = 200, **ctx: Any) -> None:
-        """Render with ``Cache-Control: no-store`` (the back button must not bring a secret back)."""
+        """Render with ``Cache-Control: no-store`` (the back button must not bring a secret back) and a fresh
+        single-use form token."""
         self.set_status(status)
         self.set_header("Cache-Control", "no-store")
-        self.render_page(template, **ctx)
+        tokens: FormTokens = self.application.settings["form_tokens"]
+        self.render_page(template, form_token=tokens.issue(), **ctx)
+
+    def fresh_submission(self) -> bool:
+        """Spend the form's single-use token; False when it was spent already (a reload) or is unknown."""
+        tokens: FormTokens = self.application.settings["form_tokens"]
+        return tokens.redeem(self.get_body_argument(FIELD, "")[:64])
 
     def field(self, name: str) -> str:
         """A form field, bounded."""
@@ -48,6 +58,9 @@ class RecoverPage(KeyPage):
     def post(self) -> None:
         """Recover, rate-limited; one event says a recovery happened (never what it recovered)."""
         if not self.require_page_auth():
+            return
+        if not self.fresh_submission():
+            self.show("recover.html", 409, error=ALREADY_USED, nsec=None, group="")
             return
         group = self.field("group").strip()
         shares = [line.strip() for line in self.field("shares").splitlines() if line.strip()][:MAX_SHARES]
@@ -81,6 +94,9 @@ class KeysetPage(KeyPage):
     def post(self) -> None:
         """Generate and show the keyset."""
         if not self.require_page_auth():
+            return
+        if not self.fresh_submission():
+            self.show("keyset.html", 409, error=ALREADY_USED, keyset=None, threshold=2, total=3)
             return
         raw_threshold, raw_total = self.field("threshold")[:4], self.field("total")[:4]
         secret = self.field("nsec").strip() or None

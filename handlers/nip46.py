@@ -238,7 +238,7 @@ class RequestsApi(Nip46Api):
 class ConnectApi(Nip46Api):
     """POST /api/nip46/connect ``{uri, grant?: [perm, ...]}``: answer a ``nostrconnect://`` offer."""
 
-    openapi = {"post": op("Pair with an app's nostrconnect:// link", errors=(400, 413, 415, 502, 503),
+    openapi = {"post": op("Pair with an app's nostrconnect:// link", errors=(400, 413, 415, 429, 502, 503),
                           request=obj({"uri": STR, "grant": arr(STR)}, ["uri"]),
                           example={"uri": "nostrconnect://...", "grant": ["sign_event:1"]},
                           ok=obj({"success": BOOL, "session": ANY_OBJECT, "relays": arr(ANY_OBJECT)},
@@ -260,6 +260,10 @@ class ConnectApi(Nip46Api):
             return
         except nip46.BunkerUnavailable as exc:
             self.fail(503, str(exc))
+            return
+        except nip46.TooManySessions as exc:
+            self.set_header("Retry-After", str(exc.retry_after))
+            self.fail(429, f"{exc} (NIP46_SESSION_RATE_LIMIT_MAX)")
             return
         if not result["accepted"]:
             self.fail(502, "no relay accepted the connect response", success=False, relays=result["relays"])
@@ -439,15 +443,21 @@ class Nip46ConfirmPage(Nip46PageBase):
         error: str | None = None
         result: dict[str, Any] | None = None
         offer = None
+        status = 200
         try:
             offer = nip46.parse_nostrconnect(uri)
             if bunker is None:
                 raise nip46.BunkerUnavailable("NIP-46 is not enabled on this server")
             result = await bunker.pair_nostrconnect(offer, grant)
         except (ValueError, nip46.BunkerUnavailable) as exc:
-            error = str(exc)
-        if error is not None or (result is not None and not result["accepted"]):
-            self.set_status(400 if error else 502)
+            error, status = str(exc), 400
+        except nip46.TooManySessions as exc:
+            self.set_header("Retry-After", str(exc.retry_after))
+            error = f"Too many new apps were paired lately: try again in {exc.retry_after} seconds."
+            status = 429
+        if result is not None and not result["accepted"]:
+            status = 502
+        self.set_status(status)
         self.render_page("nip46_connect.html", error=error, offer=offer, uri=uri, result=result,
                          requested=[str(p) for p in offer.requested] if offer else [])
 

@@ -10,7 +10,7 @@
   (NIP-44/NIP-04 through the node's own cipher, ``node.ciphers``)
 """
 
-from node.nip46.bunker import ACTIONS, Bunker, BunkerOptions, BunkerUnavailable
+from node.nip46.bunker import ACTIONS, Bunker, BunkerOptions, BunkerUnavailable, TooManySessions
 from node.nip46.node_signer import NodeSigner
 from node.nip46.permissions import PERMISSION_METHODS, Decision, Permissions, RequestedPermission
 from node.nip46.records import REQUEST_STATES, InvalidTransition, RequestRecord, Session
@@ -31,6 +31,7 @@ __all__ = [
     "RequestRecord",
     "RequestedPermission",
     "Session",
+    "TooManySessions",
     "bunker_uri",
     "parse_nostrconnect",
 ]

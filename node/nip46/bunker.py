@@ -77,6 +77,17 @@ class BunkerUnavailable(Exception):
     """The bunker cannot do this now (no signing node running, no transport key yet)."""
 
 
+class TooManySessions(Exception):
+    """The limit of new sessions per window is reached; ``retry_after`` says in how many seconds to retry."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many new sessions: try again in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+TOO_MANY_SESSIONS = "too many new sessions, try again later"
+
+
 @dataclass(frozen=True)
 class BunkerOptions:
     """Tunables passed in by the composition root (the node never reads the environment)."""
@@ -94,6 +105,8 @@ class BunkerOptions:
     publish_timeout: float = 5.0
     connect_wait: float = 5.0
     tick_interval: float = 1.0
+    session_limit: int = 120  # NIP46_SESSION_RATE_LIMIT_MAX: new sessions (any origin) per session_window
+    session_window: float = 3600.0  # NIP46_SESSION_RATE_LIMIT_WINDOW, seconds
 
 
 def secret_hash(secret: str) -> str:
@@ -135,6 +148,10 @@ class Bunker:
         self._error_buckets: dict[str, TokenBucket] = {}
         self._strangers = TokenBucket(self.options.stranger_rate, 4 * self.options.stranger_rate,
                                       clock=time.monotonic)
+        # New sessions (bunker connect and nostrconnect alike) refill evenly over the window, at most
+        # session_limit saved up; a pairing that fails spends nothing.
+        self._new_sessions = TokenBucket(self.options.session_limit / self.options.session_window,
+                                         self.options.session_limit, clock=clock)
         self._refused = 0
         self._refused_logged_at: float | None = None
         self._group: str | None = None
@@ -456,6 +473,9 @@ class Bunker:
             error = "a secret is required to pair: use a bunker:// link from the signer"
         elif group is None:
             error = "the signer is not running"
+        elif self._new_sessions.retry_after() > 0:
+            error = TOO_MANY_SESSIONS  # checked before the secret, so the link still works later
+            self._count("sessions_limited")
         else:
             outcome = self.storage.use_secret(secret_hash(secret), now, client)
             error = {
@@ -468,6 +488,7 @@ class Bunker:
             self._note_refused()
             self._spawn(self._reply(client, request.id, error=f"unauthorized: {error}", extra_urls=[url]))
             return
+        self._new_sessions.charge(1.0)
         session = Session(client_pubkey=client, origin=BUNKER, user_pubkey=group, requested=requested,
                           profile=profile, secret_hash=secret_hash(secret), created_at=now, updated_at=now,
                           last_active_at=now)
@@ -493,10 +514,16 @@ class Bunker:
 
         ``grant`` lists the requested permissions the user ticked (others stay at the defaults). Reports
         per relay whether it accepted the response; when none did, the session is removed again.
+        Raises :class:`TooManySessions` when the limit of new sessions is reached (a session that replaces
+        one of the same client is new too: it gets a new secret and permissions).
         """
         group = self.signer.group_pubkey()
         if group is None or self.pubkey is None or self._sk is None:
             raise BunkerUnavailable("the signing node is not running")
+        wait = self._new_sessions.retry_after()
+        if wait > 0:
+            self._count("sessions_limited")
+            raise TooManySessions(wait)
         offered = {str(p): p for p in offer.requested}
         unknown = [g for g in grant if g not in offered]
         if unknown:
@@ -526,6 +553,7 @@ class Bunker:
                 self._sessions.pop(offer.client_pubkey, None)
             self.sync()
             return {"accepted": False, "relays": relays, "session": None}
+        self._new_sessions.charge(1.0)  # overlapping pairings may leave it in debt: the next ones wait longer
         session.last_active_at = self._clock()
         self.storage.save_session(session)
         self._session_event(session, offer.client_pubkey, "paired", "NIP-46 client paired (nostrconnect)")

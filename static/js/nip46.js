@@ -32,6 +32,9 @@
   var count = document.querySelector('[data-request-count]');
   var empty = document.querySelector('[data-request-empty]');
   var highlight = list ? list.getAttribute('data-highlight') : '';
+  /* Users approve and deny; what changes permissions or ends an app is for administrators (403 otherwise),
+     so only they get those controls. */
+  var canAdmin = !!list && list.getAttribute('data-can-admin') === 'true';
   var pending = Object.create(null);
 
   function describe(r) {
@@ -65,8 +68,10 @@
     }
     var actions = [['approve', 'Approve', 'btn-primary'], ['deny', 'Deny', 'btn-danger']];
     var scope = r.method === 'sign_event' ? 'kind' : 'method';
-    actions.push(['always_allow', 'Always allow this ' + scope, '']);
-    actions.push(['always_deny', 'Always deny this ' + scope, 'btn-ghost']);
+    if (canAdmin) {
+      actions.push(['always_allow', 'Always allow this ' + scope, '']);
+      actions.push(['always_deny', 'Always deny this ' + scope, 'btn-ghost']);
+    }
     var box = el('span', 'chips');
     actions.forEach(function (a) {
       var b = el('button', 'btn btn-sm ' + a[2], a[1]);
@@ -115,6 +120,11 @@
   var methods = sessionsEl ? sessionsEl.getAttribute('data-methods').split(',') : [];
 
   function decisionSelect(value, onChange) {
+    if (!canAdmin) {
+      var shown = el('span', 'pill', value);
+      shown.setAttribute('data-decision', value);
+      return shown;
+    }
     var s = el('select', 'select');
     ['allow', 'ask', 'deny'].forEach(function (d) {
       var o = el('option', '', d); o.value = d; if (d === value) o.selected = true; s.appendChild(o);
@@ -153,6 +163,7 @@
         perms.appendChild(label);
       });
       li.appendChild(perms);
+      if (!canAdmin) { sessionsEl.appendChild(li); return; }
       var revoke = el('button', 'btn btn-sm btn-danger', 'Revoke');
       revoke.type = 'button';
       revoke.setAttribute('data-revoke', s.pubkey);

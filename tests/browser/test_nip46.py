@@ -8,6 +8,7 @@ import asyncio
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
@@ -113,4 +114,64 @@ def test_pair_from_the_page_then_approve_a_live_request(
         expect(done).to_be_visible(timeout=10_000)
         expect(page.locator("[data-request-count]")).to_have_text("0")
     finally:
+        loop.run(client.close())
+
+
+def test_users_see_apps_and_requests_but_only_administrators_change_them(
+        browser: Any, page: Any, igloo: IglooProcess, loop: LoopThread) -> None:
+    """Users approve or deny; pairing, permissions, "always" and revoking are for administrators (403 for a
+    user), so a user's page offers none of them: it shows the same apps and requests, read-only."""
+    igloo.adduser("bob", PASSWORD)  # the second account: a user
+    try:
+        api(igloo, "POST", "/api/demo/start", {})
+    except urllib.error.HTTPError as err:  # already running from an earlier test of this module
+        assert err.code == 409, err
+    deadline = time.monotonic() + 15
+    while not api(igloo, "GET", "/api/nip46/bunker")["listening"]:
+        assert time.monotonic() < deadline, "the bunker did not start listening"
+        time.sleep(0.1)
+    link = api(igloo, "POST", "/api/nip46/bunker", {})
+    client = Nip46Client([f"ws://127.0.0.1:{igloo.port}/"], link["pubkey"])
+    loop.run(client.start())
+    user_ctx = browser.new_context(base_url=igloo.base, viewport={"width": 1280, "height": 900})
+    try:
+        secret = link["uri"].split("secret=")[1]
+        assert loop.run(client.call("connect", [link["pubkey"], secret]))["result"] == "ack"
+        template = {"kind": 1, "created_at": int(time.time()), "tags": [], "content": "who may decide"}
+        request_id = loop.run(client.send("sign_event", [json.dumps(template)]))
+
+        page.goto("/nip46")  # the administrator
+        card = page.locator(".nip46-request", has_text="who may decide")
+        expect(card).to_be_visible(timeout=10_000)
+        expect(card.locator("[data-action]")).to_have_count(4)
+        session = page.locator(f'[data-session="{client.pubkey}"]')
+        expect(session.locator("select").first).to_be_visible()
+        expect(session.locator("[data-revoke]")).to_have_count(1)
+        expect(page.locator("[data-bunker-new]")).to_have_count(1)
+        expect(page.locator("#nostrconnect")).to_have_count(1)
+
+        res = user_ctx.request.post("/api/auth/login", data={"username": "bob", "password": PASSWORD})
+        assert res.status == 200, res.text()
+        user = user_ctx.new_page()
+        user.goto("/nip46")
+        card = user.locator(".nip46-request", has_text="who may decide")
+        expect(card).to_be_visible(timeout=10_000)
+        actions = card.locator("[data-action]")
+        expect(actions).to_have_count(2)
+        assert [actions.nth(i).get_attribute("data-action") for i in range(2)] == ["approve", "deny"]
+        session = user.locator(f'[data-session="{client.pubkey}"]')
+        expect(session).to_be_visible()
+        expect(session.locator("select")).to_have_count(0)
+        expect(session.locator('[data-decision="ask"]').first).to_be_visible()  # the permissions, read-only
+        expect(session.locator("[data-revoke]")).to_have_count(0)
+        for admin_only in ("[data-bunker-new]", "[data-bunker-uri]", "#nostrconnect"):
+            expect(user.locator(admin_only)).to_have_count(0)
+        expect(user.locator("[data-pairing-admin-only]")).to_be_visible()
+
+        card.locator('[data-action="deny"]').click()  # what a user may do works from the page
+        [answer] = loop.run(client.wait(request_id, 15), timeout=20)
+        assert answer.get("error")
+        expect(card).to_have_count(0, timeout=10_000)
+    finally:
+        user_ctx.close()
         loop.run(client.close())

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tornado.escape
 import tornado.web
 
 from config.settings import Settings
@@ -21,7 +22,7 @@ from node.transport.pool import RelayPool
 from server import build_application, open_state
 from store.nip46 import Nip46Store
 from tests.nip46.client import Nip46Client
-from tests.nip46.conftest import KeySigner, until
+from tests.nip46.conftest import Clock, KeySigner, until
 
 pytestmark = pytest.mark.timeout(60)
 API_KEY = "n" * 40
@@ -29,7 +30,7 @@ AUTH = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
 
 
 class World:
-    def __init__(self, tmp: Path, port: int) -> None:
+    def __init__(self, tmp: Path, port: int, clock: Any = time.time, **options: Any) -> None:
         self.config = Settings(data_dir=tmp, api_key=API_KEY, credentials_key=secrets.token_bytes(32),
                                host_port=port)
         self.db, self.hub = open_state(self.config)
@@ -38,7 +39,8 @@ class World:
         self.signer.relays = [self.relay]
         self.bunker = Bunker(self.signer, Nip46Store(self.db, self.config.credentials_key or b""),
                              emit=self.hub.publish, pool_factory=RelayPool,
-                             options=BunkerOptions(tick_interval=3600, connect_wait=1, publish_timeout=2))
+                             options=BunkerOptions(tick_interval=3600, connect_wait=1, publish_timeout=2,
+                                                   **options), clock=clock)
         self.frames: list[dict[str, Any]] = []
         self.hub.add_listener(self.frames.append)
 
@@ -51,8 +53,16 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path, http_server_port: tuple[Any, int], io_loop: Any) -> Any:
-    w = World(tmp_path, http_server_port[1])
+def bunker_options() -> dict[str, Any]:
+    """Extra ``BunkerOptions`` for the world's bunker (a test parametrizes this); ``clock`` is its clock."""
+    return {}
+
+
+@pytest.fixture
+def world(tmp_path: Path, http_server_port: tuple[Any, int], io_loop: Any,
+          bunker_options: dict[str, Any]) -> Any:
+    options = dict(bunker_options)
+    w = World(tmp_path, http_server_port[1], options.pop("clock", time.time), **options)
     yield w
     io_loop.run_sync(w.bunker.stop, timeout=10)
 
@@ -225,6 +235,45 @@ async def test_nostrconnect_over_rest(http_server_client: Any, world: World) -> 
         await client.close()
 
 
+LIMIT_CLOCK = Clock()
+
+
+@pytest.mark.parametrize("bunker_options",
+                         [{"clock": LIMIT_CLOCK, "session_limit": 1, "session_window": 600}])
+async def test_nostrconnect_pairings_over_the_session_limit_get_429_with_retry_after(
+        http_server_client: Any, world: World) -> None:
+    clock = LIMIT_CLOCK
+    await world.start()
+    c = http_server_client
+    apps = [Nip46Client([world.relay], world.bunker.pubkey or "") for _ in range(2)]
+    try:
+        for app_client in apps:
+            await app_client.start()
+        first, second = (f"nostrconnect://{a.pubkey}?relay={world.relay}&secret=s{n}"
+                         for n, a in enumerate(apps))
+        code, _ = await call(c, "POST", "/api/nip46/connect", {"uri": first})
+        assert code == 200
+        response = await c.fetch("/api/nip46/connect", method="POST", headers=AUTH,
+                                 body=json.dumps({"uri": second}), raise_error=False)
+        assert response.code == 429 and response.headers["Retry-After"] == "600"
+        assert "too many new sessions" in json.loads(response.body)["error"]
+        assert [s.client_pubkey for s in world.bunker.sessions()] == [apps[0].pubkey]
+        # the confirmation page says so too
+        page = await c.fetch("/nip46", headers={"X-API-Key": API_KEY})
+        token = re.search(r"_xsrf=([^;]+)", page.headers["Set-Cookie"]).group(1)  # type: ignore[union-attr]
+        form = {"X-API-Key": API_KEY, "Cookie": f"_xsrf={token}"}
+        confirm = await c.fetch("/nip46/connect/confirm", method="POST", headers=form, raise_error=False,
+                                body=f"_xsrf={token}&uri=" + tornado.escape.url_escape(second))
+        assert confirm.code == 429 and confirm.headers["Retry-After"] == "600"
+        assert "try again in 600 seconds" in confirm.body.decode()
+        clock.advance(600)  # one new session per 600 s: the budget is back
+        code, body = await call(c, "POST", "/api/nip46/connect", {"uri": second})
+        assert code == 200 and body["session"]["pubkey"] == apps[1].pubkey
+    finally:
+        for app_client in apps:
+            await app_client.close()
+
+
 async def test_pages_show_the_link_and_qr_and_confirm_nostrconnect(
         http_server_client: Any, world: World) -> None:
     await world.start()
@@ -263,3 +312,15 @@ async def test_no_secret_in_responses_events_or_the_database(http_server_client:
     assert seckey.hex() not in everything
     raw = (tmp_path / "igloo.db").read_bytes() + (tmp_path / "igloo.db-wal").read_bytes()
     assert seckey not in raw and seckey.hex().encode() not in raw
+
+
+def test_the_session_limit_settings_reach_the_bunker(tmp_path: Path) -> None:
+    from server import build_bunker
+
+    config = Settings(data_dir=tmp_path, credentials_key=secrets.token_bytes(32),
+                      nip46_session_rate_limit_max=7, nip46_session_rate_limit_window=60)
+    db, hub = open_state(config)
+    bunker = build_bunker(config, db, hub, None)  # type: ignore[arg-type]  # the node is not used to build
+    assert bunker is not None
+    assert (bunker.options.session_limit, bunker.options.session_window) == (7, 60.0)
+    assert bunker._new_sessions.burst == 7 and bunker._new_sessions.rate == 7 / 60

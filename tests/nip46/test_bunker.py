@@ -20,7 +20,7 @@ import pytest
 
 from node.crypto import curve
 from node.errors import NodeUnavailable
-from node.nip46.bunker import Bunker
+from node.nip46.bunker import Bunker, TooManySessions
 from node.nip46.records import APPROVED, COMPLETED, DENIED, EXPIRED, FAILED, PENDING, InvalidTransition
 from node.nip46.uri import parse_nostrconnect
 from node.nostr import nip04, nip44
@@ -89,6 +89,41 @@ async def test_wrong_expired_and_superseded_secrets_create_nothing(
     assert "expired" in expired["error"]
     assert bunker.sessions() == [] and recorder.of("nip46:session_pending") == []
     assert bunker.storage.load_requests(None, 100) == []
+
+
+async def test_new_sessions_are_limited_per_window_and_a_refused_connect_keeps_its_secret(
+        io_loop: Any, signer: KeySigner, storage: Any, recorder: Recorder, clock: Clock,
+        relay: LocalServer) -> None:
+    bunker = make_bunker(signer, storage, recorder, clock, session_limit=2, session_window=600)
+    await bunker.start()
+    apps: list[Nip46Client] = []
+    try:
+        await bunker._listener.wait_subscribed([relay.url], 5)
+        for _ in range(3):
+            apps.append(await Nip46Client([relay.url], bunker.pubkey or "").start())
+        for app in apps[:2]:
+            assert (await app.call("connect", ["", secret_of(bunker.new_bunker_link())]))["result"] == "ack"
+        kept = secret_of(bunker.new_bunker_link())
+        refused = await apps[2].call("connect", ["", kept])
+        assert refused["error"] == "unauthorized: too many new sessions, try again later"
+        assert bunker.session(apps[2].pubkey) is None and len(bunker.sessions()) == 2
+        # an app already paired is not new: its connect on start-up is still acknowledged
+        assert (await apps[0].call("connect", ["", "any"]))["result"] == "ack"
+        with pytest.raises(TooManySessions) as limited:
+            await bunker.pair_nostrconnect(parse_nostrconnect(
+                f"nostrconnect://{'cd' * 32}?relay={relay.url}&secret=s"), [])
+        assert limited.value.retry_after == 300  # two per 600 s: one more every 300 s
+        clock.advance(299)
+        again = await apps[2].call("connect", ["", kept], created_at=int(clock()))
+        assert "too many new sessions" in again["error"]
+        clock.advance(1)
+        paired_now = await apps[2].call("connect", ["", kept], created_at=int(clock()))
+        assert paired_now["result"] == "ack"  # the secret was not spent by the refusal
+        assert bunker.session(apps[2].pubkey) is not None and bunker.counters["sessions_limited"] == 3
+    finally:
+        for app in apps:
+            await app.close()
+        await bunker.stop()
 
 
 async def test_strangers_get_one_error_each_and_at_most_one_log_line(

@@ -42,6 +42,17 @@ async def post_form(igloo: Igloo, who: Session, path: str, **fields: str) -> tup
     return resp.code, resp.body.decode(), resp.headers
 
 
+FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
+
+
+async def submit(igloo: Igloo, who: Session, path: str, **fields: str) -> tuple[int, str, Any]:
+    """Open a page whose form has a single-use token, then submit the form with ``fields``."""
+    _, html, _ = await get_page(igloo, who, path)
+    token = FORM_TOKEN.search(html)
+    assert token is not None, html[:300]
+    return await post_form(igloo, who, path, form_token=token.group(1), **fields)
+
+
 async def get_page(igloo: Igloo, who: Session, path: str) -> tuple[int, str, Any]:
     resp = await igloo.fetch(path, headers={"Cookie": who.cookie})
     return resp.code, resp.body.decode(), resp.headers
@@ -186,7 +197,7 @@ async def test_recover_page_shows_the_key_once_and_is_rate_limited(
     assert code == 200 and "data-recover-form" in html
     shares = "\n".join(keyset["shares"][1:])
     seq = igloo.hub.last_seq
-    code, html, headers = await post_form(
+    code, html, headers = await submit(
         igloo, callers.admin, "/recover", group=keyset["group"], shares=shares
     )
     nsec = re.search(r"data-nsec>(nsec1[0-9a-z]+)<", html)
@@ -200,16 +211,16 @@ async def test_recover_page_shows_the_key_once_and_is_rate_limited(
     ]
     assert nsec.group(1) not in caplog.text and keyset["shares"][1] not in caplog.text
 
-    code, html, _ = await post_form(
+    code, html, _ = await submit(
         igloo, callers.admin, "/recover", group=keyset["group"], shares=keyset["shares"][0]
     )
     assert code == 400 and "nsec1" not in html  # one share is not enough
     # Five recoveries at once (one spent above, one by the failed try), then one every three minutes, shared
     # with POST /api/recover.
     for _ in range(3):
-        code, _, _ = await post_form(igloo, callers.admin, "/recover", group=keyset["group"], shares=shares)
+        code, _, _ = await submit(igloo, callers.admin, "/recover", group=keyset["group"], shares=shares)
         assert code == 200
-    code, html, headers = await post_form(
+    code, html, headers = await submit(
         igloo, callers.admin, "/recover", group=keyset["group"], shares=shares
     )
     assert code == 429 and "Too many recoveries" in html and int(headers["Retry-After"]) > 0
@@ -241,7 +252,7 @@ async def test_new_keyset_page_shows_each_share_once_with_downloads(
     existing = keytools.keygen(1, 1)  # any valid key: split it again below
     nsec = keytools.recover(existing["group"], existing["shares"])
     seq = igloo.hub.last_seq
-    code, html, headers = await post_form(
+    code, html, headers = await submit(
         igloo, callers.admin, "/keyset", threshold="2", total="3", nsec=nsec
     )
     assert code == 200 and headers["Cache-Control"] == "no-store"
@@ -275,8 +286,48 @@ async def test_new_keyset_page_shows_each_share_once_with_downloads(
         {"threshold": "x", "total": "3"},
         {"threshold": "2", "total": "3", "nsec": "nsec1bad"},
     ):
-        code, html, _ = await post_form(igloo, callers.admin, "/keyset", **bad)
+        code, html, _ = await submit(igloo, callers.admin, "/keyset", **bad)
         assert code == 400 and "data-share>" not in html, bad
+
+
+# The per-client recovery limit counts every POST; this test is about the form token.
+@pytest.mark.parametrize("overrides", [{"RATE_LIMIT_RECOVERY_MAX": "100"}])
+async def test_reloading_a_secret_answer_neither_repeats_the_work_nor_shows_the_secret_again(
+    igloo: Igloo, manager: NodeManager
+) -> None:
+    """A reload of the page a POST rendered sends the same body (same single-use token) again."""
+    callers = await make_callers(igloo)
+    keyset = keytools.keygen(2, 3)
+    _, form, _ = await get_page(igloo, callers.admin, "/recover")
+    token = FORM_TOKEN.search(form).group(1)  # type: ignore[union-attr]
+    fields = {"group": keyset["group"], "shares": "\n".join(keyset["shares"][1:]), "form_token": token}
+    code, html, headers = await post_form(igloo, callers.admin, "/recover", **fields)
+    nsec = keytools.recover(keyset["group"], keyset["shares"][1:])
+    assert code == 200 and nsec in html and headers["Cache-Control"] == "no-store"
+    limiter = igloo.app.settings["recovery_limiter"]
+    tokens_before, seq = limiter.tokens, igloo.hub.last_seq
+    code, html, headers = await post_form(igloo, callers.admin, "/recover", **fields)  # the reload
+    assert code == 409 and nsec not in html and "already sent" in html
+    assert headers["Cache-Control"] == "no-store"
+    assert igloo.hub.last_seq == seq and limiter.tokens >= tokens_before  # no recovery, no event, none spent
+    fresh = FORM_TOKEN.search(html)  # the form is back, with a new token
+    assert fresh is not None and fresh.group(1) != token
+    again = {**fields, "form_token": fresh.group(1)}
+    code, html, _ = await post_form(igloo, callers.admin, "/recover", **again)
+    assert code == 200 and nsec in html
+    for forged in ("", "x" * 32, token):  # no token, one never issued, one spent: never runs
+        code, html, _ = await post_form(igloo, callers.admin, "/recover", **{**fields, "form_token": forged})
+        assert code == 409 and nsec not in html
+
+    _, form, _ = await get_page(igloo, callers.admin, "/keyset")
+    fields = {"threshold": "2", "total": "3", "form_token": FORM_TOKEN.search(form).group(1)}  # type: ignore
+    code, html, headers = await post_form(igloo, callers.admin, "/keyset", **fields)
+    shares = re.findall(r"data-share>([^<]+)<", html)
+    assert code == 200 and len(shares) == 3 and headers["Cache-Control"] == "no-store"
+    seq = igloo.hub.last_seq
+    code, html, _ = await post_form(igloo, callers.admin, "/keyset", **fields)  # the reload
+    assert code == 409 and "data-share>" not in html and not any(share in html for share in shares)
+    assert igloo.hub.last_seq == seq and "data-keyset-form" in html  # no new keyset was made
 
 
 async def test_configure_checks_names_and_clears(igloo: Igloo, manager: NodeManager) -> None:

@@ -125,6 +125,31 @@ def manager(igloo: Igloo, io_loop: Any) -> Iterator[NodeManager]:
     io_loop.run_sync(node.stop)
 
 
+async def test_the_dashboard_offers_admin_actions_to_administrators_only(
+    igloo: Igloo, manager: NodeManager
+) -> None:
+    """A user would get 403 from POST /api/demo/start and /configure: neither is offered to them."""
+    from tests.server.callers import make_callers
+
+    callers = await make_callers(igloo)
+    admin = await page(igloo, "/dashboard", callers.admin.cookie)
+    user = await page(igloo, "/dashboard", callers.user.cookie)
+    for html in (admin, user):
+        assert "No share configured" in text_of(html)
+    assert "data-demo-start" in admin and 'href="/configure" data-add-credentials' in admin
+    assert "data-demo-start" not in user and 'href="/configure"' not in user
+    demo_start = await igloo.fetch("/api/demo/start", method="POST", body="{}",
+                                   headers={**callers.user.header(), "Content-Type": "application/json"})
+    assert demo_start.code == 403  # what the hidden button would have met
+
+    await manager.start_demo("fake://relay")
+    admin = await page(igloo, "/dashboard", callers.admin.cookie)
+    user = await page(igloo, "/dashboard", callers.user.cookie)
+    assert "Demo group:" in admin and 'href="/configure"' in admin
+    assert "Demo group:" in user and 'href="/configure"' not in user and "saved by an administrator" in user
+    assert "data-sign-test" in user  # signing is for users too
+
+
 async def test_pages_with_a_node_idle_demo_and_stored_credentials(
     igloo: Igloo, manager: NodeManager, loaded: set[str]
 ) -> None:
