@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -27,6 +27,7 @@ from node.peers import PeerTable, iso
 from node.policy import ApprovalQueue, BudgetLedger, PeerPolicy, PolicyBook, PolicyStore, SignBudget
 from node.protocol import Inbound, Rejection
 from node.sign_queue import SignQueue
+from node.tasks import BackgroundTasks
 
 
 def _curve_pubkey(value: object, field: str) -> str:
@@ -157,7 +158,7 @@ class NodeService:
         self.sign_queue = self._new_sign_queue()
         self._pool: Pool | None = None
         self._pending: dict[str, _Pending] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(lambda exc: self.emit("error", "Node error", error_json(exc)))
         self._ping_task: asyncio.Task[None] | None = None
         # NIP-44/NIP-04 for the REST routes and the NIP-46 bunker alike: secrets cached only once proven.
         self.cipher = ProvenCipher(self._cipher_round, retry=self._retry_avoiding, emit=self.emit,
@@ -227,8 +228,7 @@ class NodeService:
         self.approvals.cancel_all()
         for pending in self._pending.values():
             pending.done.set()
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
         if self._pool is not None:
             await self._pool.close()
         self.emit("info", "Node stopped", {"pubkey": self.pubkey})
@@ -305,16 +305,6 @@ class NodeService:
                   {"silent": sorted(online_before), "relays": connected, "resent": relays,
                    "rebuilds": self._rebuilds})
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.emit("error", "Node error", error_json(task.exception()))  # type: ignore[arg-type]
-
     async def _ping_loop(self) -> None:
         if self.options.first_ping_delay is not None:
             # Shortly after start, so the peers panel is right at once rather than after a full interval
@@ -373,7 +363,7 @@ class NodeService:
         if handler is None:
             self.emit("bifrost", f"Message received: {inbound.tag}", {"from": inbound.sender})
             return
-        self._spawn(handler(inbound))
+        self._tasks.spawn(handler(inbound))
 
     def _replayed(self, inbound: Inbound) -> bool:
         """Remember a request's (sender, message id); True when it was handled before."""

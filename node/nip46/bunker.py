@@ -21,7 +21,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,7 @@ from node.nostr import nip44
 from node.nostr.event import Event
 from node.ratelimit import TokenBucket
 from node.service import PoolFactory
+from node.tasks import BackgroundTasks
 from node.validate import MAX_RELAYS, relay_urls
 
 log = logging.getLogger("igloo.nip46")
@@ -157,7 +158,8 @@ class Bunker:
         self._group: str | None = None
         self._listening = False
         self._restarted: list[RequestRecord] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(self._task_failed)
+        self._spawn = self._tasks.spawn  # one reply or request task per inbound event
         self._ticker: asyncio.Task[None] | None = None
         self._last_refresh = 0.0
         self._last_prune = 0.0
@@ -199,8 +201,7 @@ class Bunker:
             if record.status == PENDING:
                 self._finish(record, EXPIRED, "the signer is shutting down")
         await self.settle(self.options.publish_timeout)  # let those answers (and others in flight) go out
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
         await self._listener.close()
         self._listening = False
 
@@ -866,24 +867,13 @@ class Bunker:
             self._count("reply_not_accepted")
         return bool(accepted)
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            self._count("task_error")
-            log.warning("nip46: background task failed: %s", type(exc).__name__)
+    def _task_failed(self, exc: BaseException) -> None:
+        self._count("task_error")
+        log.warning("nip46: background task failed: %s", type(exc).__name__)
 
     async def settle(self, timeout: float = 5.0) -> None:
         """Wait until no reply or request task is running (tests and shutdown)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._tasks and loop.time() < deadline:
-            await asyncio.wait(list(self._tasks), timeout=max(0.0, deadline - loop.time()))
+        await self._tasks.settle(timeout)
 
     # ------------------------------------------------------------------------------------------ status
 

@@ -98,7 +98,7 @@ async def deliver(world: World, sender_sk: bytes, plaintext: str, stranger: bool
     world.net.deliver(event, ignore_filters=stranger)
     for _ in range(200):  # the node's tasks (replies, rejections) finish within a few loop turns
         await asyncio.sleep(0.005)
-        if len(world.events) > before and not service._tasks:
+        if len(world.events) > before and not len(service._tasks):
             break
     return world.events[before:]
 
