@@ -61,7 +61,10 @@ def test_secret_edge_cases() -> None:
     for bad in (bytes(32), bytes32(N), b"\xff" * 32, b"\x01" * 31, b"\x01" * 33):
         assert not curve.is_valid_seckey(bad)
         calls = [(curve.secret_add, (bad, 1)), (curve.secret_mul, (bad, 2)),
-                 (curve.secret_lin_comb, ([(bad, 3)],)), (curve.ecdh_point, (bad, curve.base_mul(2)))]
+                 (curve.secret_lin_comb, ([(bad, 3)],)), (curve.ecdh_point, (bad, curve.base_mul(2))),
+                 # the check rides on the call that uses the secret: every path of the sum must make it
+                 (curve.secret_lin_comb, ([(bad, 1)],)), (curve.secret_lin_comb, ([(bad, N - 1)],)),
+                 (curve.secret_lin_comb, ([(bytes32(5), 2), (bad, 1)],)), (curve.secret_mul, (bad, 1))]
         for call, args in calls:
             with pytest.raises(ValueError, match="secret key must be 32 bytes"):
                 call(*args)  # type: ignore[operator]
