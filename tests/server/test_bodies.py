@@ -13,7 +13,7 @@ import pytest
 
 from handlers.gate import DRAIN_SECONDS, MAX_BODY
 from tests.igloo_process import ServerProc
-from tests.server.conftest import Igloo
+from tests.server.conftest import API_KEY, Igloo
 
 HUGE = 95 * 1024 * 1024  # under Tornado's default 100 MB limit, which used to buffer it whole
 
@@ -145,3 +145,19 @@ async def test_concurrent_big_bodies_do_not_grow_the_server(tmp_path: Path) -> N
         assert grown < 8 * 1024 * 1024, f"grew by {grown / 2**20:.1f} MiB for 6 x 6 MiB bodies"
         code, _ = await proc.call("GET", "/api/status")
         assert code == 200
+
+
+async def test_routes_that_take_small_bodies_refuse_more_than_16_kib(igloo: Igloo) -> None:
+    """Credentials, names and accounts take at most 16 KiB (``max_body``); the API's other routes 64 KiB."""
+    headers = {"Content-Type": "application/json", "X-API-Key": API_KEY}
+    padded = json.dumps({"name": "x", "pad": "x" * (20 * 1024)})
+    for method, path in (("PUT", "/api/keyset/name"), ("POST", "/api/admin/users"),
+                         ("POST", "/api/keyset/validate")):
+        resp = await igloo.fetch(path, method=method, body=padded, headers=headers)
+        assert resp.code == 413 and json.loads(resp.body) == {"error": "Request too large"}, path
+    small = await igloo.fetch("/api/keyset/name", method="PUT", body=json.dumps({"name": "x" * 20}),
+                              headers=headers)
+    assert small.code != 413
+    padded_sign = json.dumps({"message": "zz", "pad": "x" * 20480})
+    signed = await igloo.fetch("/api/sign", method="POST", body=padded_sign, headers=headers)
+    assert signed.code != 413  # 20 KiB is within the API's 64 KiB
