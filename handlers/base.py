@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from config.settings import Settings
 from handlers.event_hub import EventHub
+from handlers.gate import MAX_BODY
 from handlers.roles import ADMIN, PUBLIC, ROLE_ADMIN, ROLE_USER, SCOPE_FULL, allows, refusal, required_level
 from handlers.throttle import API, CREDENTIALS, Throttles
 from node import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
@@ -575,7 +576,7 @@ class ApiHandler(AuthMixin):
     anyone)."""
 
     public = False
-    max_body = 64 * 1024
+    max_body = MAX_BODY
     """Bytes a route's JSON body may have (the gate's limit; routes that take only small bodies set less)."""
 
     async def prepare(self) -> None:
