@@ -17,7 +17,7 @@ from handlers.keys import keyset_name, recovery_wait
 from handlers.openapi import ANY_OBJECT, BOOL, ERROR, HEX64, INT, NUM, STR, arr, enum, nullable, obj, op
 from handlers.roles import READ, USER
 from handlers.throttle import ENV_WRITE, RECOVERY, SIGN
-from node import Event, NodeError, NodeManager, NodeService, keytools, validate, validate_credentials
+from node import Event, NodeError, NodeService, keytools, validate, validate_credentials
 
 PEER_SCHEMA = obj({"pubkey": STR, "online": BOOL}, ["pubkey", "online"], additionalProperties=True)
 POLICY_SCHEMA = obj({"pubkey": STR, "allowSend": BOOL, "allowReceive": BOOL},
@@ -45,14 +45,6 @@ class NodeApi(ApiHandler):
     """
 
     error_codes: ClassVar[dict[int, str]] = {}
-
-    @property
-    def manager(self) -> NodeManager:
-        """The server's NodeManager (``settings['node']``)."""
-        manager = self.node
-        if manager is None:
-            raise tornado.web.HTTPError(503, reason="Node not available")
-        return manager  # type: ignore[no-any-return]
 
     def service(self) -> NodeService:
         """The running node, or a 503."""

@@ -23,7 +23,7 @@ from handlers.event_hub import EventHub
 from handlers.gate import MAX_BODY
 from handlers.roles import ADMIN, PUBLIC, ROLE_ADMIN, ROLE_USER, SCOPE_FULL, allows, refusal, required_level
 from handlers.throttle import API, CREDENTIALS, Throttles
-from node import NodeError, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
+from node import NodeError, NodeManager, NodeTimeout, NodeUnavailable, PeerResponseError, RelayUnavailable
 from store.apikeys import ApiKeyStore
 from store.db import Database
 from store.sessions import SessionStore
@@ -147,8 +147,16 @@ class AuthMixin(tornado.web.RequestHandler):
 
     @property
     def node(self) -> Any:
-        """The NodeService, or None when no node is running."""
+        """The NodeManager, or None when the server runs without one."""
         return self.application.settings.get("node")
+
+    @property
+    def manager(self) -> NodeManager:
+        """The NodeManager, or a 503 when there is none."""
+        manager: NodeManager | None = self.node
+        if manager is None:
+            raise tornado.web.HTTPError(503, reason="Node not available")
+        return manager
 
     @property
     def users(self) -> UserStore:

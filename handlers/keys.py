@@ -13,7 +13,7 @@ from handlers.base import ApiHandler, AuthMixin
 from handlers.openapi import BOOL, INT, STR, arr, nullable, obj, op
 from handlers.roles import USER
 from handlers.throttle import ENV_WRITE
-from node import NodeManager, TokenBucket, keytools
+from node import TokenBucket, keytools
 from store.keyset import MAX_NAME, KeysetNameStore
 
 # Recoveries allowed at once, then one more every RECOVERY_EVERY seconds, for the whole server: a recovery
@@ -51,17 +51,9 @@ def keyset_name(handler: AuthMixin) -> str | None:
 
 
 class KeysApi(ApiHandler):
-    """Base: JSON bodies with a size limit, the node manager."""
+    """Base: JSON bodies of at most 16 KiB."""
 
     max_body = 16 * 1024  # credentials, names and passwords: far less than the API's 64 KiB
-
-    @property
-    def manager(self) -> NodeManager:
-        """The node manager, or a 503."""
-        manager: NodeManager | None = self.node
-        if manager is None:
-            raise tornado.web.HTTPError(503, reason="Node not available")
-        return manager
 
 
 class EnvDeleteApi(KeysApi):

@@ -62,9 +62,7 @@ class ConfigurePage(BaseHandler):
         """Validate and apply; re-show the form with the error naming the field."""
         if not self.require_page_auth():
             return
-        manager: NodeManager | None = self.node
-        if manager is None:
-            raise tornado.web.HTTPError(503, reason="Node not available")
+        manager = self.manager
         group = self.get_body_argument("group_cred", "")
         share = self.get_body_argument("share_cred", "")
         relays_text = self.get_body_argument("relays", "")
@@ -122,9 +120,7 @@ class ConfigureClearPage(ConfigurePage):
         """Clear the stored credentials and the keyset name."""
         if not self.require_page_auth():
             return
-        manager: NodeManager | None = self.node
-        if manager is None:
-            raise tornado.web.HTTPError(503, reason="Node not available")
+        manager = self.manager
         if self.get_body_argument("confirm", "") != "yes":
             self._show(error="Tick the box to confirm: the signer stops and its share is deleted here.",
                        status=400)
